@@ -1,0 +1,58 @@
+"""Web demo: pixelate an image, enhance it with an srmodel model, compare with the original.
+
+Runs unchanged as a Hugging Face Space (`python app.py`). Options (flags win over environment):
+  --model / SR_MODEL                   Hub repo id `user/name[@rev]` or a model folder (default: bundled)
+  --host  / GRADIO_SERVER_NAME         default 127.0.0.1
+  --port  / GRADIO_SERVER_PORT         default 7860
+  --max-megapixels / SR_MAX_MEGAPIXELS largest accepted image, default 40
+  --concurrency / SR_CONCURRENCY       requests processed at once, default 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="srmodel web demo (Gradio).")
+    parser.add_argument("--model", default=env.get("SR_MODEL") or None,
+                        help="Hub repo id user/name[@revision] or a model folder; default: the bundled model")
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    # String defaults go through `type` too, so a bad environment value gets argparse's clear message.
+    parser.add_argument("--port", type=int, default=env.get("GRADIO_SERVER_PORT", "7860"))
+    parser.add_argument("--max-megapixels", type=float, default=env.get("SR_MAX_MEGAPIXELS", "40"),
+                        help="reject larger images with a clear message (default 40)")
+    parser.add_argument("--concurrency", type=int, default=env.get("SR_CONCURRENCY", "2"),
+                        help="how many pixelate/enhance requests run at once (default 2)")
+    args = parser.parse_args(argv)
+    if args.max_megapixels <= 0:
+        parser.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be >= 1, got {args.concurrency}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    args = parse_args(argv)
+    from srmodel.demo import CSS, build_demo, load_serving_model
+    from srmodel.errors import ModelLoadError
+
+    try:
+        serving = load_serving_model(args.model)
+    except ModelLoadError as exc:
+        print(f"error: could not load any model: {exc}", file=sys.stderr)
+        return 1
+    demo = build_demo(serving, max_megapixels=args.max_megapixels, concurrency_limit=args.concurrency)
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS,
+                max_file_size="512mb", show_error=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""srmodel: small, honest restoration of pixelated and low-resolution images."""
+
+__version__ = "0.1.0"
+
+from srmodel.architectures import build_model  # noqa: E402
+from srmodel.degrade import pixelate  # noqa: E402
+
+__all__ = ["__version__", "build_model", "pixelate", "load_enhancer"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so `import srmodel` stays cheap for tools that only need `pixelate`.
+    if name == "load_enhancer":
+        from srmodel.hub import load_enhancer
+
+        return load_enhancer
+    if name == "Enhancer":
+        from srmodel.inference import Enhancer
+
+        return Enhancer
+    raise AttributeError(f"module 'srmodel' has no attribute {name!r}")

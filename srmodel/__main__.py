@@ -1,0 +1,5 @@
+import sys
+
+from srmodel.cli import main
+
+sys.exit(main())

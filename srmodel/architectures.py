@@ -1,0 +1,118 @@
+"""Model builders and the name registry used by `train.py --arch` and saved configs.
+
+Every model maps a batch of float32 RGB images in [0, 1] of any height and width to restored images
+of the same shape, clipped to [0, 1]. Padding to the network's stride happens inside the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from srmodel.layers import CropToMatch, DepthToSpace, PadToMultiple, SpaceToDepth
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {}
+
+
+def register(name: str):
+    """Adds a builder to the registry under `name` (the string stored in config.json)."""
+
+    def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return wrap
+
+
+def build_model(name: str = "default", **kwargs) -> keras.Model:
+    """Builds a registered architecture by name, e.g. `build_model("tutorial-autoencoder")`."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received: name={name!r}")
+    return ARCHITECTURES[name](**kwargs)
+
+
+def check_arguments(name: str, kwargs: dict) -> None:
+    """Validates an architecture name and its keyword arguments without building anything."""
+    import inspect
+
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received: name={name!r}")
+    try:
+        inspect.signature(ARCHITECTURES[name]).bind(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"Invalid arguments for architecture {name!r}: {exc}. Received: {kwargs}") from None
+
+
+def _clip_to_unit(x):
+    """Keeps outputs in [0, 1]; computed in float32 so mixed precision never leaks into outputs."""
+    return keras.layers.ReLU(max_value=1.0, dtype="float32", name="clip_to_unit")(x)
+
+
+@register("tutorial-autoencoder")
+def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
+    """The tutorial's U-Net-like autoencoder, layer for layer (1,110,403 parameters).
+
+    Differences that do not change its parameters: it accepts any H×W (edge-padded to a multiple of
+    4, cropped back) and its output is clipped to [0, 1].
+    """
+    reg = keras.regularizers.L1(activity_l1) if activity_l1 else None
+
+    def conv(filters: int, x):
+        return keras.layers.Conv2D(
+            filters, 3, padding="same", activation="relu", activity_regularizer=reg
+        )(x)
+
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    padded = PadToMultiple(4, name="pad_to_multiple")(inputs)
+    l1 = conv(64, padded)
+    l2 = conv(64, l1)
+    l3 = keras.layers.MaxPooling2D(padding="same")(l2)
+    l4 = conv(128, l3)
+    l5 = conv(128, l4)
+    l6 = keras.layers.MaxPooling2D(padding="same")(l5)
+    l7 = conv(256, l6)
+    l8 = keras.layers.UpSampling2D()(l7)
+    l9 = conv(128, l8)
+    l10 = conv(128, l9)
+    l11 = keras.layers.Add()([l5, l10])
+    l12 = keras.layers.UpSampling2D()(l11)
+    l13 = conv(64, l12)
+    l14 = conv(64, l13)
+    l15 = keras.layers.Add()([l14, l2])
+    decoded = conv(3, l15)
+    cropped = CropToMatch(name="crop_to_input")([decoded, inputs])
+    return keras.Model(inputs, _clip_to_unit(cropped), name="tutorial_autoencoder")
+
+
+@register("default")
+def build_default(filters: int = 32, blocks: int = 4, block_size: int = 2) -> keras.Model:
+    """Our CPU-friendly restorer: space-to-depth encoder, residual blocks, pixel-shuffle decoder.
+
+    Folding `block_size`² pixels into channels lets every 3×3 convolution see a wider neighbourhood
+    at 1/`block_size`² of the cost; the global residual means the network only learns the detail
+    that pixelation removed.
+    """
+    if filters < 1 or blocks < 0 or block_size < 1:
+        raise ValueError(
+            f"Expected filters >= 1, blocks >= 0, block_size >= 1. "
+            f"Received: filters={filters}, blocks={blocks}, block_size={block_size}"
+        )
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    padded = PadToMultiple(block_size, name="pad_to_multiple")(inputs)
+    x = SpaceToDepth(block_size, name="space_to_depth")(padded) if block_size > 1 else padded
+    x = keras.layers.Conv2D(filters, 3, padding="same", name="head")(x)
+    head = x
+    for i in range(blocks):
+        y = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv1")(x)
+        y = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv2")(y)
+        x = keras.layers.Add(name=f"block{i}_add")([x, y])
+    if blocks:
+        x = keras.layers.Add(name="long_skip")([x, head])
+    # Zero-initialised tail: training starts from the identity (the pixelated input), not from noise.
+    x = keras.layers.Conv2D(3 * block_size * block_size, 3, padding="same", kernel_initializer="zeros", name="tail")(x)
+    if block_size > 1:
+        x = DepthToSpace(block_size, name="depth_to_space")(x)
+    x = keras.layers.Add(name="global_residual")([x, padded])
+    x = CropToMatch(name="crop_to_input")([x, inputs])
+    return keras.Model(inputs, _clip_to_unit(x), name="srmodel_default")

@@ -1,0 +1,188 @@
+"""`python -m srmodel enhance`: restore image files and whole folders with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from srmodel.images import FORMATS
+
+PIXELATED_TAG = ".pixelated"
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+
+EPILOG = f"""\
+Folders are searched recursively for {", ".join(sorted(FORMATS))}
+files (any case). Results keep each file's path relative to the folder it was
+found in, and its format (16-bit PNG/TIFF stay 16-bit); a file named directly
+is written to DIR under its own name. EXIF orientation is applied.
+
+With --pixelate P, each image is first pixelated (area-downscaled to P % of
+each side and scaled back, as in training) and that version is enhanced; it is
+also saved beside the result as NAME{PIXELATED_TAG}.EXT for comparison.
+
+An unreadable file is reported as "skipped: PATH: REASON" and the others go on.
+Exit status: 0 all enhanced, 1 some skipped, 2 usage error (no input images
+found, model could not be loaded).
+"""
+
+@dataclass(frozen=True)
+class Job:
+    """One image to process: where it is read from and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+def _positive_tile(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 8. Received: {text!r}") from None
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 8. Received: {value}")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100]. Received: {text!r}") from None
+    if not 0.0 < value <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100]. Received: {value:g}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers the `enhance` subcommand on the `python -m srmodel` parser."""
+    parser = subparsers.add_parser(
+        "enhance",
+        help="enhance image files and folders",
+        description="Restore image files and whole folders with a trained model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write results to")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="SOURCE",
+        help="model folder or Hugging Face repo 'user/name[@revision]' (default: the bundled model)",
+    )
+    parser.add_argument(
+        "--pixelate",
+        type=_percent,
+        default=None,
+        metavar="PERCENT",
+        help=f"pixelate each image first (to PERCENT %% of each side) and save that too, as NAME{PIXELATED_TAG}.EXT",
+    )
+    parser.add_argument(
+        "--tile-size", type=_positive_tile, default=512, metavar="N", help="tile side in pixels; smaller uses less memory (default: 512)"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def collect_jobs(inputs: list[str], out: Path) -> tuple[list[Job], list[str]]:
+    """Expands files and folders into jobs; returns (jobs, problems) without touching any pixels.
+
+    Files already inside `out` are left out so `enhance . --out results` never eats its own output.
+    """
+    jobs: list[Job] = []
+    problems: list[str] = []
+    targets: dict[Path, Path] = {}
+
+    def add(source: Path, relative: Path) -> None:
+        target = out / relative
+        key = target.resolve()
+        if key in targets:
+            problems.append(f"{source}: same output path as {targets[key]} ({target})")
+            return
+        targets[key] = source
+        jobs.append(Job(source, target))
+
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in FORMATS and p.is_file() and not _is_inside(p, out)
+            )
+            for source in found:
+                add(source, source.relative_to(path))
+        elif path.is_file():
+            add(path, Path(path.name))
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return jobs, problems
+
+
+def pixelated_path(target: Path) -> Path:
+    """`out/cat.png` -> `out/cat.pixelated.png`."""
+    return target.with_name(f"{target.stem}{PIXELATED_TAG}{target.suffix}")
+
+
+def _load_enhancer(source: str | None):
+    """Imported lazily: loading TensorFlow is slow and `--help` should not wait for it."""
+    from srmodel.hub import load_enhancer
+
+    return load_enhancer(source)
+
+
+def _process(enhancer, job: Job, pixelate_percent: float | None) -> None:
+    from srmodel.degrade import pixelate
+    from srmodel.images import read_image, write_image
+
+    image = read_image(job.source)
+    if pixelate_percent is not None:
+        image = pixelate(image, pixelate_percent)
+        write_image(pixelated_path(job.target), image, like=job.source.name)
+    write_image(job.target, enhancer.enhance(image), like=job.source.name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs `enhance`; returns the exit status (0 ok, 1 some skipped, 2 usage error)."""
+    from tqdm import tqdm
+
+    from srmodel.errors import SRModelError
+
+    out = Path(args.out)
+    jobs, problems = collect_jobs(args.inputs, out)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not jobs:
+        print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        enhancer = _load_enhancer(args.model)
+        enhancer.tile_size = args.tile_size
+    except (SRModelError, ValueError, OSError) as exc:
+        print(f"error: could not load the model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    enhanced, skipped = 0, len(problems)
+    with tqdm(jobs, desc="enhance", unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
+        for job in bar:
+            bar.set_postfix_str(job.source.name, refresh=False)
+            try:
+                _process(enhancer, job, args.pixelate)
+            except (SRModelError, ValueError, OSError, MemoryError) as exc:
+                skipped += 1
+                reason = str(exc).removeprefix(f"{job.source}: ")  # ImageError names the file already.
+                bar.write(f"skipped: {job.source}: {reason}", file=sys.stderr)
+                continue
+            enhanced += 1
+    print(f"{enhanced} enhanced, {skipped} skipped")
+    return EXIT_OK if skipped == 0 else EXIT_SKIPPED

@@ -1,0 +1,239 @@
+"""Training data: finding images, the LFW download, the split, and the tf.data pipelines.
+
+Decoding goes through Pillow (any mode, 16-bit, WebP), is checked once up front so a bad file is
+skipped and reported instead of killing an epoch, and is cached in memory after the first pass.
+Training pairs are (pixelated patch, original patch); validation pairs use a fixed pixelation on
+deterministic centre crops so every run is scored on the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from srmodel.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# LFW as distributed by its authors (lfw.tgz, 13,233 photos of 250×250), mirrored on figshare by
+# scikit-learn because the UMass site is often down. Overridable for mirrors and tests.
+LFW_URL = os.environ.get("SRMODEL_LFW_URL", "https://ndownloader.figshare.com/files/5976018")
+LFW_SHA256 = os.environ.get(
+    "SRMODEL_LFW_SHA256", "055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0"
+)
+
+
+@dataclass
+class ImageScan:
+    """The usable images under some roots, and what was skipped and why."""
+
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def download_lfw(cache_dir: str | None = None, origin: str | None = None, file_hash: str | None = None) -> Path:
+    """Downloads and extracts LFW with `keras.utils.get_file` (checksum-verified, cached, progress bar)."""
+    import keras
+
+    origin = origin or os.environ.get("SRMODEL_LFW_URL", LFW_URL)
+    file_hash = file_hash or os.environ.get("SRMODEL_LFW_SHA256", LFW_SHA256)
+    try:
+        extracted = keras.utils.get_file(
+            fname="lfw.tgz", origin=origin, file_hash=file_hash, extract=True, cache_dir=cache_dir,
+            cache_subdir="datasets",
+        )
+    except Exception as exc:
+        raise DataError(
+            f"Could not download LFW from {origin}: {exc}. Check your connection, or download lfw.tgz "
+            "yourself, extract it and pass the folder: --data path/to/lfw"
+        ) from exc
+    return Path(extracted)
+
+
+def find_image_files(root: str | os.PathLike) -> list[Path]:
+    """Every file under `root` (recursively) with an image extension, in a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
+    if not root.is_dir():
+        raise DataError(f"--data: folder not found. Received: {str(root)!r}")
+    found = [
+        Path(dirpath) / name
+        for dirpath, _, names in os.walk(root, followlinks=True)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    ]
+    return sorted(found)
+
+
+def load_exclusions(list_file: str | os.PathLike | None) -> list[str]:
+    """Relative paths to leave out (one per line, `#` comments), e.g. a benchmark holdout."""
+    if not list_file:
+        return []
+    try:
+        lines = Path(list_file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"--exclude: cannot read {list_file}: {exc}") from None
+    return [line.strip().replace("\\", "/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _is_excluded(path: Path, exclusions: set[str]) -> bool:
+    parts = path.as_posix().split("/")
+    return any("/".join(parts[-n:]) in exclusions for n in range(1, min(len(parts), 4) + 1))
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decodes any image file to uint8 RGB H×W×3 (alpha dropped, 16-bit scaled, palette expanded)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image, dtype=np.float64)
+                scale = 65535.0 if array.max() > 255 else 255.0
+                array = np.clip(np.rint(array / scale * 255.0), 0, 255).astype(np.uint8)
+                return np.repeat(array[..., None], 3, axis=2)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _probe(path: Path) -> str | None:
+    """None when the file decodes to a non-empty image, else the reason it cannot be used."""
+    try:
+        array = read_rgb(path)
+    except Exception as exc:  # Pillow raises many types for bad files.
+        return f"{type(exc).__name__}: {exc}"
+    if array.size == 0:
+        return "empty image"
+    return None
+
+
+def scan_images(roots: list[str | os.PathLike], exclusions: list[str] | None = None) -> ImageScan:
+    """Finds and test-decodes every image under `roots`; raises DataError when none is usable."""
+    excluded = set(exclusions or [])
+    candidates: list[Path] = []
+    for root in roots:
+        candidates.extend(p for p in find_image_files(root) if not _is_excluded(p, excluded))
+    if not candidates:
+        raise DataError(
+            f"--data: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}) in: "
+            + ", ".join(str(r) for r in roots)
+        )
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        reasons = list(pool.map(_probe, candidates))
+    scan = ImageScan()
+    for path, reason in zip(candidates, reasons, strict=True):
+        if reason is None:
+            scan.paths.append(path)
+        else:
+            scan.skipped.append((path, reason))
+    if not scan.paths:
+        raise DataError(
+            f"--data: none of the {len(candidates)} image files could be read "
+            f"(first problem: {scan.skipped[0][0]}: {scan.skipped[0][1]})"
+        )
+    return scan
+
+
+def split_paths(paths: list[Path], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """Deterministic split by file: the same files and seed always give the same split."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1). Received: {val_fraction}")
+    ordered = sorted(paths)
+    if len(ordered) == 1:
+        return ordered, ordered
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_val = min(len(ordered) - 1, max(1, round(len(ordered) * val_fraction)))
+    val = sorted(ordered[i] for i in order[:n_val])
+    train = sorted(ordered[i] for i in order[n_val:])
+    return train, val
+
+
+def _decode_tf(path, patch_size: int):
+    """tf.data op: decode with Pillow, then make sure both sides are at least `patch_size`."""
+    import tensorflow as tf
+
+    image = tf.numpy_function(lambda p: read_rgb(p.decode("utf-8")), [path], tf.uint8, stateful=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    shape = tf.shape(image)
+    short = tf.minimum(shape[0], shape[1])
+    scale = tf.maximum(1.0, tf.cast(patch_size, tf.float32) / tf.cast(short, tf.float32))
+    new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
+    image = tf.cond(
+        scale > 1.0,
+        lambda: tf.clip_by_value(tf.image.resize(image, new_size, method="bicubic"), 0.0, 1.0),
+        lambda: image,
+    )
+    return image
+
+
+def _random_rescale(image, min_scale: float, patch_size: int):
+    """Scale augmentation: shows the model the same content at several sizes (faces at 80 px too)."""
+    import tensorflow as tf
+
+    if min_scale >= 1.0:
+        return image
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    lowest = tf.maximum(min_scale, patch_size / tf.reduce_min(shape))
+    scale = tf.random.uniform([], tf.minimum(lowest, 1.0), 1.0)
+    new_size = tf.cast(tf.round(shape * scale), tf.int32)
+    return tf.image.resize(image, new_size, method="area", antialias=True)
+
+
+def _augment(image, patch_size: int):
+    import tensorflow as tf
+
+    patch = tf.image.random_crop(image, [patch_size, patch_size, 3])
+    patch = tf.image.random_flip_left_right(patch)
+    return tf.image.rot90(patch, tf.random.uniform([], 0, 4, dtype=tf.int32))
+
+
+def make_train_dataset(
+    paths: list[Path],
+    *,
+    patch_size: int,
+    batch_size: int,
+    percent_range: tuple[float, float],
+    min_scale: float = 1.0,
+    seed: int = 0,
+):
+    """Endless shuffled batches of (pixelated, original) random patches."""
+    import tensorflow as tf
+
+    from srmodel.degrade import pixelate_tf
+
+    autotune = tf.data.AUTOTUNE
+    low, high = percent_range
+
+    def to_pair(patch):
+        percent = tf.random.uniform([], low, high)
+        return pixelate_tf(patch, percent), patch
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(lambda p: _decode_tf(p, patch_size), num_parallel_calls=autotune).cache()
+    ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(lambda im: _random_rescale(im, min_scale, patch_size), num_parallel_calls=autotune)
+    ds = ds.map(lambda im: _augment(im, patch_size), num_parallel_calls=autotune)
+    ds = ds.map(to_pair, num_parallel_calls=autotune)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
+
+
+def make_val_dataset(paths: list[Path], *, patch_size: int, batch_size: int, percent: float):
+    """(pixelated, original) centre crops with a fixed pixelation percent: comparable across runs."""
+    import tensorflow as tf
+
+    from srmodel.degrade import pixelate_tf
+
+    def centre(image):
+        return tf.image.resize_with_crop_or_pad(image, patch_size, patch_size)
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(lambda p: centre(_decode_tf(p, patch_size)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda im: (pixelate_tf(im, tf.constant(percent, tf.float32)), im), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,203 @@
+"""`Enhancer`: runs a restoration model on images of any size, shape and dtype.
+
+Large images are processed tile by tile. Each tile is fed to the network with a context margin of
+at least the receptive field and only its centre is kept, so the result matches a single whole-image
+pass (no seams) while memory stays bounded by the tile size rather than by the image size.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# Tile origins are multiples of this: it is a multiple of every model's internal stride (2 for
+# "default", 4 for "tutorial-autoencoder"), so a tile sees the same pooling/space-to-depth grid
+# as the whole image and its centre is computed exactly as in an untiled pass.
+ALIGN = 8
+
+_FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+_INT_DTYPES = (np.uint8, np.uint16)
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _check_image(image: Any) -> np.ndarray:
+    """Validates an input image; returns it as a NumPy array (no copy)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"Expected a NumPy array. Received: type={type(image).__name__}")
+    dtype_ok = image.dtype.type in _INT_DTYPES or image.dtype.type in _FLOAT_DTYPES
+    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))
+    if not (dtype_ok and shape_ok) or image.size == 0:
+        raise ValueError(
+            "Expected a non-empty H×W, H×W×1, H×W×3 or H×W×4 image of dtype uint8, uint16 or float "
+            f"(values in [0, 1]). Received: shape={image.shape}, dtype={image.dtype}"
+        )
+    if image.dtype.type in _FLOAT_DTYPES and not np.isfinite(image).all():
+        raise ValueError(
+            f"Expected finite values, but the image contains NaN or infinity. "
+            f"Received: shape={image.shape}, dtype={image.dtype}"
+        )
+    return image
+
+
+def _to_network(patch: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float patch (H×W, H×W×C) -> float32 H×W×3 in [0, 1]; alpha is left out."""
+    if patch.dtype == np.uint8:
+        x = patch.astype(np.float32) * np.float32(1 / 255)
+    elif patch.dtype == np.uint16:
+        x = patch.astype(np.float32) * np.float32(1 / 65535)
+    else:
+        x = np.clip(patch.astype(np.float32), 0.0, 1.0)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.shape[2] == 1:
+        return np.repeat(x, 3, axis=2)
+    return x[..., :3]
+
+
+def _from_network(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """float32 H×W×3 network output -> the channel layout and dtype of `like` (alpha copied)."""
+    if like.ndim == 2 or like.shape[2] == 1:
+        out = rgb.mean(axis=2, keepdims=like.ndim == 3)  # The network may tint gray a little.
+    else:
+        out = rgb
+    if like.dtype == np.uint8:
+        out = np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif like.dtype == np.uint16:
+        out = np.rint(np.clip(out, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    else:
+        out = out.astype(like.dtype)
+    if like.ndim == 3 and like.shape[2] == 4:
+        out = np.concatenate([out, like[..., 3:]], axis=2)
+    return out
+
+
+def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(input_start, input_stop, keep_start, keep_stop) per tile along one axis.
+
+    Kept cores are [i*tile, (i+1)*tile); the input adds `margin` on both sides, clamped to the image.
+    """
+    if length <= tile:
+        return [(0, length, 0, length)]
+    spans = []
+    for start in range(0, length, tile):
+        stop = min(start + tile, length)
+        spans.append((max(0, start - margin), min(length, stop + margin), start, stop))
+    return spans
+
+
+class Enhancer:
+    """Restores images with a Keras model: any size (tiled), gray/RGB/RGBA, uint8/uint16/float.
+
+    Thread-safe: the model runs through one traced `tf.function` and `enhance` keeps no state on
+    the object, so a web demo may call it from several threads at once.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        config: dict | None = None,
+        metrics: dict | None = None,
+        info: dict | None = None,
+        tile_size: int = 512,
+        tile_margin: int = 48,
+    ):
+        import tensorflow as tf
+
+        self.model = model
+        self.config = dict(config or {})
+        self.metrics = dict(metrics or {})
+        self.tile_size = tile_size
+        self.tile_margin = tile_margin
+        arch = self.config.get("architecture")
+        arch_name = arch.get("name") if isinstance(arch, dict) else arch
+        self._info: dict[str, Any] = {"source": None, "revision": None, **(info or {})}
+        self._info["architecture"] = arch_name if arch_name is not None else self._info.get("architecture")
+        self._info["metrics"] = self.metrics
+        # One signature with unknown sizes: every tile shape reuses the same graph (no retracing).
+        # Tracing happens here, once, rather than racing in the first concurrent calls.
+        self._run = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        ).get_concrete_function()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Where the model came from: source, revision, architecture name and metrics (a copy)."""
+        return copy.deepcopy(self._info)
+
+    @property
+    def tile_size(self) -> int:
+        """Side of the kept centre of each tile, in pixels (rounded up to a multiple of 8)."""
+        return self._tile_size
+
+    @tile_size.setter
+    def tile_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < ALIGN:
+            raise ValueError(f"`tile_size` must be an integer >= {ALIGN}. Received: tile_size={value!r}")
+        self._tile_size = _round_up(int(value), ALIGN)
+
+    @property
+    def tile_margin(self) -> int:
+        """Context added around each tile; must cover the receptive field (rounded up to 8)."""
+        return self._tile_margin
+
+    @tile_margin.setter
+    def tile_margin(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"`tile_margin` must be an integer >= 0. Received: tile_margin={value!r}")
+        self._tile_margin = _round_up(int(value), ALIGN)
+
+    def _predict(self, rgb: np.ndarray) -> np.ndarray:
+        """float32 H×W×3 -> float32 H×W×3 through the traced model."""
+        out = self._run(rgb[None])
+        return np.asarray(out[0], dtype=np.float32)
+
+    def enhance(self, image: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
+        """Returns the restored image, with the same shape and dtype as `image`.
+
+        Accepts H×W gray, H×W×1, H×W×3 RGB and H×W×4 RGBA as uint8, uint16 or float in [0, 1]
+        (float values outside [0, 1] are clipped). Alpha is copied unchanged; gray is fed to the
+        network as RGB and converted back by the channel mean. `progress(done, total)` is called
+        after each tile.
+        """
+        image = _check_image(image)
+        tile, margin = self._tile_size, self._tile_margin
+        height, width = image.shape[:2]
+        rows, cols = _spans(height, tile, margin), _spans(width, tile, margin)
+        total = len(rows) * len(cols)
+        if total == 1:
+            out = _from_network(self._predict(_to_network(image)), image)
+            if progress is not None:
+                progress(1, total)
+            return out
+        out = np.empty_like(image)
+        done = 0
+        for y0, y1, ky0, ky1 in rows:
+            for x0, x1, kx0, kx1 in cols:
+                patch = image[y0:y1, x0:x1]
+                restored = self._predict(_to_network(patch))
+                core = restored[ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0]
+                out[ky0:ky1, kx0:kx1] = _from_network(core, patch[ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        return out
+
+    def __call__(self, image: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
+        return self.enhance(image, progress)
+
+    def __repr__(self) -> str:
+        return (
+            f"Enhancer(architecture={self._info.get('architecture')!r}, source={self._info.get('source')!r}, "
+            f"tile_size={self._tile_size}, tile_margin={self._tile_margin})"
+        )
+

@@ -1,0 +1,159 @@
+"""The model card (README.md) written next to every trained model and shown on its Hub page.
+
+The YAML front matter carries the Hub metadata (library, task, license, datasets) and a `model-index`
+with validation PSNR/SSIM, so the Hub shows the numbers and `huggingface_hub.ModelCard` can read them back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePath
+
+TAGS = ["super-resolution", "image-restoration", "depixelation", "keras", "srmodel"]
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _training_sets(config: dict) -> list[str]:
+    """Names of the sets in config["training"]["data"]: Hub-style names as-is, local folders by basename."""
+    data = (config.get("training") or {}).get("data") or []
+    entries = [data] if isinstance(data, str) else list(data) if isinstance(data, (list, tuple)) else []
+    names: list[str] = []
+    for entry in entries:
+        text = str(entry).strip().rstrip("/")
+        looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+        name = PurePath(text).name if looks_like_path else text
+        if name and name.lower() not in {n.lower() for n in names}:
+            names.append(name)
+    return names
+
+
+def _datasets(config: dict) -> list[str]:
+    """The training (and validation) sets, for the card's `datasets` metadata."""
+    return _training_sets(config) or ["unspecified"]
+
+
+def _metadata(config: dict, metrics: dict, model_name: str) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    validation = metrics.get("validation") or {}
+    percent = validation.get("percent", (config.get("pixelation") or {}).get("validation_percent"))
+    sets = _training_sets(config) or ["images"]
+    split_name = f"validation split of {', '.join(sets)}"
+    results = []
+    for key, label in (("psnr", "PSNR"), ("ssim", "SSIM")):
+        value = _number((validation.get("model") or {}).get(key))
+        if value is not None:
+            results.append(
+                EvalResult(
+                    task_type="image-to-image",
+                    task_name="Depixelation",
+                    dataset_type=sets[0].lower(),
+                    dataset_name=f"{split_name}, pixelated {percent}%" if percent else split_name,
+                    dataset_split="validation",
+                    metric_type=key,
+                    metric_name=label,
+                    metric_value=round(value, 4),
+                )
+            )
+    data = ModelCardData(
+        library_name="keras",
+        pipeline_tag="image-to-image",
+        license="mit",
+        tags=TAGS,
+        datasets=_datasets(config),
+        model_name=model_name,
+        eval_results=results or None,
+    )
+    return data.to_yaml()
+
+
+def _metrics_table(validation: dict) -> str:
+    rows = [("srmodel (this model)", "model"), ("Pixelated input", "pixelated"), ("Bicubic upscaling", "bicubic")]
+    lines = ["| Method | PSNR (dB) ↑ | SSIM ↑ |", "|---|---|---|"]
+    for label, key in rows:
+        scores = validation.get(key) or {}
+        psnr, ssim = _number(scores.get("psnr")), _number(scores.get("ssim"))
+        if psnr is None and ssim is None:
+            continue
+        cell_psnr = f"{psnr:.2f}" if psnr is not None else "–"
+        cell_ssim = f"{ssim:.4f}" if ssim is not None else "–"
+        bold = "**" if key == "model" else ""
+        lines.append(f"| {bold}{label}{bold} | {cell_psnr} | {cell_ssim} |")
+    return "\n".join(lines) if len(lines) > 2 else "_No validation metrics were recorded._"
+
+
+def _settings_table(config: dict) -> str:
+    arch = config.get("architecture") or {}
+    rows = [("Architecture", f"`{arch.get('name')}` {json.dumps(arch.get('kwargs') or {})}")]
+    pix = config.get("pixelation") or {}
+    if pix:
+        text = (
+            f"downscaled to {pix.get('percent_range')} % of the size and scaled back "
+            f"({pix.get('interpolation', '?')}); validation at {pix.get('validation_percent')} %"
+        )
+        rows.append(("Pixelation", text))
+    for key, value in (config.get("training") or {}).items():
+        rows.append((key.replace("_", " ").capitalize(), f"`{json.dumps(value)}`"))
+    rows.append(("srmodel version", str(config.get("srmodel_version", "?"))))
+    return "\n".join(["| Setting | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
+def render_model_card(config: dict, metrics: dict, repo_id: str | None = None) -> str:
+    """Returns README.md text for a model folder; `repo_id` fills the usage snippet (a placeholder otherwise)."""
+    config, metrics = config or {}, metrics or {}
+    arch_name = (config.get("architecture") or {}).get("name", "default")
+    model_name = repo_id.split("/")[-1] if repo_id else f"srmodel-{arch_name}"
+    repo = repo_id or "USER/NAME"
+    validation = metrics.get("validation") or {}
+    percent = validation.get("percent", (config.get("pixelation") or {}).get("validation_percent", "?"))
+    images, patch = validation.get("images", "?"), validation.get("patch_size", "?")
+    trained_on = ", ".join("LFW" if n.lower() == "lfw" else n for n in _training_sets(config)) or "unrecorded data"
+    return f"""---
+{_metadata(config, metrics, model_name).strip()}
+---
+
+# {model_name}
+
+A small Keras model from srmodel that restores pixelated and
+low-resolution images: it takes an image (any size, gray/RGB/RGBA) and returns a sharper image of the same size.
+Architecture: `{arch_name}`.
+
+![pixelated | model | original](samples.png)
+
+## Results
+
+Validation on {images} held-out images of the training sets ({trained_on}), {patch}×{patch} centre crops, pixelated to {percent} % of their size (higher is better):
+
+{_metrics_table(validation)}
+
+## Usage
+
+With the srmodel package installed (it registers the custom layers the model needs):
+
+```python
+import numpy as np
+from PIL import Image
+import srmodel
+
+enhancer = srmodel.load_enhancer("{repo}")  # add "@<revision>" to pin a branch or commit
+restored = enhancer.enhance(np.asarray(Image.open("pixelated.png").convert("RGB")))
+Image.fromarray(restored).save("restored.png")
+```
+
+Or from the command line: `python -m srmodel enhance pixelated.png --out restored/ --model {repo}`.
+
+## Training
+
+{_settings_table(config)}
+
+## Limitations
+
+- Trained and validated on {trained_on}: other content (text, line art, screenshots) may restore poorly.
+- It guesses plausible detail; it cannot recover information that pixelation removed. Do not use it to
+  identify people or as evidence of what an image originally showed.
+- Metrics come from synthetic pixelation (area downscaling and upscaling); real-world blur, noise or JPEG
+  artifacts differ.
+"""

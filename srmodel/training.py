@@ -1,0 +1,370 @@
+"""Fitting a model: strategy and device set-up, callbacks, resumable checkpoints, final evaluation.
+
+`train.py` parses the command line; everything it does lives here so it can be tested and reused.
+A run folder holds the publishable model folder (see `srmodel.folder`) plus `checkpoints/` (the
+resumable state: last model with optimizer, best model, run state) and `logs/` (TensorBoard, CSV).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srmodel.errors import DataError, SRModelError
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.keras"
+BEST_CHECKPOINT = "best.keras"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a run; saved in checkpoints/state.json so `--resume` repeats it."""
+
+    data: list[str]
+    out: str
+    arch: str = "default"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    steps_per_epoch: int = 200
+    batch_size: int = 16
+    patch_size: int = 80
+    learning_rate: float = 1e-3
+    loss: str = "mse"
+    seed: int = 0
+    val_split: float = 0.2
+    val_percent: float = 40.0
+    percent_range: tuple[float, float] = (20.0, 60.0)
+    min_scale: float = 1.0
+    max_val_images: int = 1000
+    patience: int = 10
+    max_minutes: float | None = None
+    exclude: str | None = None
+    strategy: str = "default"
+    mixed_precision: bool = False
+    jit: bool = False
+    threads: int | None = None
+    logical_cpus: int = 0
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out) / CHECKPOINT_DIR
+
+
+def _configure_tensorflow(settings: TrainSettings):
+    """Threads, logical CPUs, precision: must happen before TensorFlow creates its devices."""
+    import tensorflow as tf
+
+    if settings.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, settings.threads)))
+    if settings.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(settings.logical_cpus)]
+        )
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
+    keras.utils.set_random_seed(settings.seed)
+
+
+def _make_strategy(settings: TrainSettings):
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if settings.strategy == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if settings.strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if settings.strategy != "default":
+        raise ValueError(f"Unknown strategy. Expected default, mirrored or multiworker. Received: {settings.strategy!r}")
+    return tf.distribute.get_strategy()
+
+
+def describe_device() -> str:
+    """A one-line description of where training runs, printed at the start of every run."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(details.get("device_name", gpu.name))
+        return f"GPU: {', '.join(names)}"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _compile(model, settings: TrainSettings, steps_total: int):
+    import keras
+
+    from srmodel.losses import get_loss
+    from srmodel.metrics import psnr, ssim
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        settings.learning_rate, decay_steps=max(1, steps_total), alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss=get_loss(settings.loss),
+        metrics=[psnr, ssim],
+        jit_compile=settings.jit,
+    )
+
+
+def _make_checkpoint_callback(settings: TrainSettings, state: dict):
+    """Saves last (with optimizer) and best models atomically at each epoch end, plus the run state."""
+    import keras
+
+    from srmodel.folder import atomic_save_model, atomic_write_json
+
+    class ResumableCheckpoint(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            value = float(logs.get("val_psnr", float("nan")))
+            directory = settings.checkpoint_dir
+            if np.isfinite(value) and value > state.get("best_val_psnr", -np.inf):
+                atomic_save_model(self.model, directory / BEST_CHECKPOINT)
+                state["best_val_psnr"] = value
+                state["best_epoch"] = epoch + 1
+            atomic_save_model(self.model, directory / LAST_CHECKPOINT)
+            state["epoch"] = epoch + 1
+            state["train_seconds"] = state.get("train_seconds", 0.0) + (time.monotonic() - self.started)
+            self.started = time.monotonic()
+            atomic_write_json(directory / STATE_FILE, state)
+            if settings.max_minutes and state["train_seconds"] >= settings.max_minutes * 60:
+                print(f"\nTime budget of {settings.max_minutes} min reached; stopping.")
+                self.model.stop_training = True
+
+    return ResumableCheckpoint()
+
+
+def read_state(out: str | os.PathLike) -> dict | None:
+    path = Path(out) / CHECKPOINT_DIR / STATE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _sigterm_as_interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def prepare_data(settings: TrainSettings):
+    """Resolves --data (folders or 'lfw'), scans and splits: (train paths, val paths, skipped)."""
+    from srmodel.data import download_lfw, load_exclusions, scan_images, split_paths
+
+    roots: list[str | Path] = []
+    for entry in settings.data:
+        roots.append(download_lfw() if entry == "lfw" else entry)
+    scan = scan_images(roots, load_exclusions(settings.exclude))
+    train, val = split_paths(scan.paths, settings.val_split, settings.seed)
+    if len(val) > settings.max_val_images:
+        val = val[:: int(np.ceil(len(val) / settings.max_val_images))]
+    return train, val, scan.skipped
+
+
+def evaluate(model, val_ds, percent: float) -> dict:
+    """Mean per-image PSNR/SSIM of the model, the pixelated input and bicubic upscaling, same crops."""
+    import tensorflow as tf
+
+    from srmodel.degrade import bicubic_from_small
+
+    scores: dict[str, dict[str, list[float]]] = {k: {"psnr": [], "ssim": []} for k in ("model", "pixelated", "bicubic")}
+    for pixelated, original in val_ds:
+        restored = tf.clip_by_value(tf.cast(model(pixelated, training=False), tf.float32), 0.0, 1.0)
+        bicubic = tf.constant(np.stack([bicubic_from_small(o, percent) for o in original.numpy()]))
+        for name, images in (("model", restored), ("pixelated", pixelated), ("bicubic", bicubic)):
+            scores[name]["psnr"].extend(tf.image.psnr(original, images, max_val=1.0).numpy().tolist())
+            scores[name]["ssim"].extend(tf.image.ssim(original, images, max_val=1.0).numpy().tolist())
+    result: dict[str, Any] = {}
+    for name, values in scores.items():
+        psnrs = np.minimum(np.asarray(values["psnr"]), 100.0)
+        result[name] = {"psnr": round(float(psnrs.mean()), 3), "ssim": round(float(np.mean(values["ssim"])), 4)}
+    result["images"] = len(scores["model"]["psnr"])
+    return result
+
+
+def write_samples(model, val_ds, path: Path, count: int = 4) -> None:
+    """samples.png: rows of pixelated | model | original, enlarged ×2 so pixels are visible."""
+    import cv2
+
+    from srmodel.folder import atomic_write_bytes
+
+    rows = []
+    for pixelated, original in val_ds.unbatch().take(count):
+        restored = np.clip(np.asarray(model(pixelated[None], training=False))[0], 0, 1)
+        row = np.concatenate([pixelated.numpy(), restored, original.numpy()], axis=1)
+        rows.append(row)
+    grid = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
+    grid = cv2.resize(grid, (grid.shape[1] * 2, grid.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic_write_bytes(path, encoded.tobytes())
+
+
+def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: dict) -> Path:
+    """Writes the publishable model folder: model.keras, config.json, metrics.json, README.md, samples.png."""
+    import keras
+
+    from srmodel import __version__
+    from srmodel.architectures import build_model
+    from srmodel.folder import (
+        CARD_FILE,
+        CONFIG_FILE,
+        FORMAT_VERSION,
+        METRICS_FILE,
+        MODEL_FILE,
+        SAMPLES_FILE,
+        atomic_save_model,
+        atomic_write_bytes,
+        atomic_write_json,
+    )
+
+    keras.mixed_precision.set_global_policy("float32")
+    clean = build_model(settings.arch, **settings.arch_kwargs)  # float32, no optimizer state
+    clean.set_weights(model.get_weights())
+    out = Path(settings.out)
+    training = {
+        k: v for k, v in asdict(settings).items()
+        if k not in ("out", "arch", "arch_kwargs", "threads", "logical_cpus", "percent_range", "val_percent")
+    }
+    training.update(extra)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "srmodel_version": __version__,
+        "architecture": {"name": settings.arch, "kwargs": settings.arch_kwargs},
+        "pixelation": {
+            "percent_range": list(settings.percent_range),
+            "validation_percent": settings.val_percent,
+            "interpolation": "INTER_AREA",
+        },
+        "training": training,
+    }
+    metrics_doc = {
+        "validation": {"percent": settings.val_percent, "patch_size": settings.patch_size, **metrics},
+    }
+    atomic_save_model(clean, out / MODEL_FILE)
+    atomic_write_json(out / CONFIG_FILE, config)
+    atomic_write_json(out / METRICS_FILE, metrics_doc)
+    from srmodel.modelcard import render_model_card
+
+    atomic_write_bytes(out / CARD_FILE, render_model_card(config, metrics_doc).encode("utf-8"))
+    write_samples(clean, val_ds, out / SAMPLES_FILE)
+    return out
+
+
+def train(settings: TrainSettings, resume: bool = False) -> Path:
+    """Runs (or resumes) a training run and writes the model folder; returns the folder."""
+    _configure_tensorflow(settings)
+    import keras
+    import tensorflow as tf
+
+    from srmodel.architectures import build_model
+    from srmodel.data import make_train_dataset, make_val_dataset
+
+    out = Path(settings.out)
+    state = read_state(out) if resume else None
+    if resume and state is None:
+        raise SRModelError(f"--resume: no interrupted run found in {out} (missing {CHECKPOINT_DIR}/{STATE_FILE}).")
+    if not resume and (out / CHECKPOINT_DIR / STATE_FILE).exists():
+        raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
+
+    print(f"Training on {describe_device()}")
+    train_paths, val_paths, skipped = prepare_data(settings)
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in skipped[:10]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        if len(skipped) > 10:
+            print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
+    print(f"Images: {len(train_paths)} for training, {len(val_paths)} for validation")
+
+    strategy = _make_strategy(settings)
+    train_ds = make_train_dataset(
+        train_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
+        percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.seed,
+    )
+    val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
+                              percent=settings.val_percent)
+
+    ckpt_dir = settings.checkpoint_dir
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    with strategy.scope():
+        if resume:
+            model = keras.saving.load_model(ckpt_dir / LAST_CHECKPOINT, safe_mode=True, compile=True)
+            print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
+        else:
+            model = build_model(settings.arch, **settings.arch_kwargs)
+            _compile(model, settings, settings.epochs * settings.steps_per_epoch)
+            state = {"epoch": 0, "settings": asdict(settings)}
+    print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters")
+
+    log_dir = out / "logs"
+    callbacks = [
+        _make_checkpoint_callback(settings, state),
+        keras.callbacks.EarlyStopping(monitor="val_psnr", mode="max", patience=settings.patience),
+        keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=resume),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False),
+    ]
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
+            steps_per_epoch=settings.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        from srmodel.folder import atomic_save_model, atomic_write_json
+
+        atomic_save_model(model, ckpt_dir / LAST_CHECKPOINT)
+        atomic_write_json(ckpt_dir / STATE_FILE, state)
+        print(
+            f"\nInterrupted after {state['epoch']} complete epoch(s). Continue with:\n"
+            f"  python train.py --resume --out {out}",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    best_path = ckpt_dir / BEST_CHECKPOINT
+    if best_path.exists():
+        model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    metrics = evaluate(model, val_ds, settings.val_percent)
+    extra = {
+        "epochs_completed": state["epoch"],
+        "best_epoch": state.get("best_epoch"),
+        "train_images": len(train_paths),
+        "val_images": len(val_paths),
+        "skipped_files": len(skipped),
+        "train_seconds": round(state.get("train_seconds", 0.0), 1),
+        "device": describe_device(),
+        "tensorflow_version": tf.__version__,
+    }
+    folder = export_folder(model, settings, metrics, val_ds, extra)
+    print(
+        f"Validation at {settings.val_percent:g} % pixelation ({metrics['images']} crops): "
+        f"model {metrics['model']['psnr']:.2f} dB / SSIM {metrics['model']['ssim']:.4f}, "
+        f"pixelated {metrics['pixelated']['psnr']:.2f} dB, bicubic {metrics['bicubic']['psnr']:.2f} dB"
+    )
+    print(f"Model folder written to {folder}")
+    return folder
+
+
+__all__ = ["TrainSettings", "train", "read_state", "DataError"]

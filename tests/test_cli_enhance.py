@@ -1,0 +1,139 @@
+"""`python -m srmodel enhance`: folders, structure, formats, bad files, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from srmodel import cli_enhance
+from srmodel.errors import ModelLoadError
+from srmodel.images import read_image, write_image
+
+
+class FakeEnhancer:
+    """Stands in for the model: inverts the image, so outputs are easy to check and instant."""
+
+    def __init__(self):
+        self.tile_size = 512
+
+    def enhance(self, image: np.ndarray, progress=None) -> np.ndarray:
+        out = np.iinfo(image.dtype).max - image
+        if image.ndim == 3 and image.shape[2] == 4:
+            out[..., 3] = image[..., 3]
+        return out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    enhancer = FakeEnhancer()
+    loaded = []
+
+    def load(source):
+        loaded.append(source)
+        return enhancer
+
+    monkeypatch.setattr(cli_enhance, "_load_enhancer", load)
+    enhancer.loaded = loaded
+    return enhancer
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="srmodel")
+    cli_enhance.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["enhance", *argv])
+    return args.func(args)
+
+
+def _image(seed: int, shape=(12, 16, 3)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_folder_with_corrupt_file(tmp_path, fake, capsys):
+    src = tmp_path / "in"
+    write_image(src / "a.png", _image(0))
+    write_image(src / "sub" / "deeper" / "b.JPG", _image(1))
+    write_image(src / "sub" / "c.png", _image(2, (12, 16, 4)))
+    (src / "sub" / "broken.png").write_bytes(b"not really a png")
+    (src / "notes.txt").write_text("ignored: not an image extension")
+    out = tmp_path / "out"
+
+    code = run([str(src), "--out", str(out), "--model", "some/model", "--tile-size", "64"])
+
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "skipped: " in captured.err and "broken.png" in captured.err
+    assert "3 enhanced, 1 skipped" in captured.out
+    assert fake.loaded == ["some/model"] and fake.tile_size == 64
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "sub/c.png", "sub/deeper/b.JPG"]
+    np.testing.assert_array_equal(read_image(out / "a.png"), 255 - _image(0))
+    rgba = read_image(out / "sub" / "c.png")
+    assert rgba.shape == (12, 16, 4)
+    np.testing.assert_array_equal(rgba[..., 3], _image(2, (12, 16, 4))[..., 3])
+
+
+def test_files_and_pixelate(tmp_path, fake, capsys):
+    write_image(tmp_path / "photo.png", _image(3, (20, 20, 3)))
+    out = tmp_path / "out"
+    assert run([str(tmp_path / "photo.png"), "--out", str(out), "--pixelate", "25"]) == 0
+    assert "1 enhanced, 0 skipped" in capsys.readouterr().out
+    pixelated = read_image(out / "photo.pixelated.png")
+    assert len(np.unique(pixelated.reshape(-1, 3), axis=0)) <= 25  # 5×5 blocks.
+    np.testing.assert_array_equal(read_image(out / "photo.png"), 255 - pixelated)
+
+
+def test_sixteen_bit_stays_sixteen_bit(tmp_path, fake):
+    deep = np.random.default_rng(4).integers(0, 65536, (8, 9, 3), dtype=np.uint16)
+    write_image(tmp_path / "in" / "deep.png", deep)
+    assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    back = read_image(tmp_path / "out" / "deep.png")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, 65535 - deep)
+
+
+def test_output_inside_input_is_not_reprocessed(tmp_path, fake, capsys):
+    write_image(tmp_path / "a.png", _image(5))
+    assert run([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert run([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert "1 enhanced, 0 skipped" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_no_inputs_is_usage_error(tmp_path, fake, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run([str(tmp_path / "empty"), str(tmp_path / "missing.png"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.png" in err and "no input images" in err
+    assert fake.loaded == []  # The model is not loaded for nothing.
+
+
+def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
+    def fail(source):
+        raise ModelLoadError(f"Model folder not found: {source}")
+
+    monkeypatch.setattr(cli_enhance, "_load_enhancer", fail)
+    write_image(tmp_path / "a.png", _image(6))
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", "nowhere"]) == 2
+    assert "Model folder not found: nowhere" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--pixelate", "0"], ["--pixelate", "101"], ["--tile-size", "4"], []])
+def test_bad_flags_exit_2(tmp_path, flags):
+    argv = [str(tmp_path)] + (["--out", str(tmp_path / "o")] if flags else []) + flags
+    with pytest.raises(SystemExit) as exc:
+        run(argv)
+    assert exc.value.code == 2
+
+
+def test_real_model_end_to_end(tmp_path, monkeypatch):
+    """The real Enhancer with an untrained default model, on a gray and an RGBA image."""
+    from srmodel.architectures import build_model
+    from srmodel.inference import Enhancer
+
+    monkeypatch.setattr(cli_enhance, "_load_enhancer", lambda source: Enhancer(build_model("default")))
+    write_image(tmp_path / "in" / "g.png", _image(7, (30, 41, 3))[..., 0])
+    write_image(tmp_path / "in" / "t.webp", _image(8, (30, 41, 4)))
+    assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile-size", "16"]) == 0
+    assert read_image(tmp_path / "out" / "g.png").shape == (30, 41)
+    assert read_image(tmp_path / "out" / "t.webp").shape == (30, 41, 4)

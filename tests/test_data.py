@@ -1,0 +1,89 @@
+"""Data: discovery, skipping bad files, deterministic splits, LFW download from a local archive."""
+
+import hashlib
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srmodel.data import download_lfw, find_image_files, load_exclusions, read_rgb, scan_images, split_paths
+from srmodel.errors import DataError
+
+
+def _photo(path, size=(40, 30), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash(str(path))) % 2**32)
+    array = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+    Image.fromarray(array, "RGBA").convert(mode).save(path)
+    return path
+
+
+def test_finds_all_formats_recursively_and_skips_bad_files(tmp_path):
+    _photo(tmp_path / "a.jpg")
+    _photo(tmp_path / "deep" / "er" / "b.PNG", mode="RGBA")
+    _photo(tmp_path / "c.webp", mode="L")
+    _photo(tmp_path / "d.bmp", mode="P")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tmp_path / "notes.txt").write_text("not an image")
+    scan = scan_images([tmp_path])
+    assert sorted(p.name for p in scan.paths) == ["a.jpg", "b.PNG", "c.webp", "d.bmp"]
+    assert [p.name for p, _ in scan.skipped] == ["broken.png"]
+    for path in scan.paths:
+        image = read_rgb(path)
+        assert image.dtype == np.uint8 and image.shape == (30, 40, 3)
+
+
+def test_sixteen_bit_gray_is_scaled(tmp_path):
+    array = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(array).save(path)
+    image = read_rgb(path)
+    assert image.shape == (64, 64, 3) and image.max() == 255 and image.min() == 0
+
+
+def test_missing_empty_and_all_corrupt(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        scan_images([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        scan_images([tmp_path / "empty"])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_bytes(b"nope")
+    with pytest.raises(DataError, match="could be read"):
+        scan_images([tmp_path / "bad"])
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path):
+    paths = [tmp_path / f"{i}.png" for i in range(50)]
+    train, val = split_paths(paths, 0.2, seed=3)
+    assert (train, val) == split_paths(list(reversed(paths)), 0.2, seed=3)
+    assert len(val) == 10 and not set(train) & set(val)
+    assert split_paths(paths, 0.2, seed=4)[1] != val
+    assert split_paths(paths[:1])[0] == paths[:1]
+
+
+def test_exclusions(tmp_path):
+    _photo(tmp_path / "A" / "A_0001.jpg")
+    _photo(tmp_path / "B" / "B_0001.jpg")
+    listing = tmp_path / "holdout.txt"
+    listing.write_text("# comment\nA/A_0001.jpg\n")
+    scan = scan_images([tmp_path], load_exclusions(listing))
+    assert [p.name for p in scan.paths] == ["B_0001.jpg"]
+
+
+def test_lfw_download_from_local_archive(tmp_path):
+    source = tmp_path / "src"
+    for name in ("Ann_Smith", "Bo_Li"):
+        _photo(source / "lfw" / name / f"{name}_0001.jpg", size=(250, 250))
+    archive = tmp_path / "lfw.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "lfw", arcname="lfw")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    folder = download_lfw(cache_dir=str(tmp_path / "cache"), origin=archive.as_uri(), file_hash=digest)
+    assert sorted(p.name for p in find_image_files(folder)) == ["Ann_Smith_0001.jpg", "Bo_Li_0001.jpg"]
+    # Cached: a second call does not need the origin any more.
+    again = download_lfw(cache_dir=str(tmp_path / "cache"), origin=(tmp_path / "gone.tgz").as_uri(), file_hash=digest)
+    assert again == folder
+    with pytest.raises(DataError, match="Could not download LFW"):
+        download_lfw(cache_dir=str(tmp_path / "cache2"), origin=archive.as_uri(), file_hash="0" * 64)

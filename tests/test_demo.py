@@ -1,0 +1,102 @@
+"""Unit tests of the demo's logic that need no server: model fallback, panels, settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+from srmodel import demo
+from srmodel.errors import ModelLoadError
+
+METRICS = {"validation": {"percent": 40, "model": {"psnr": 30.5, "ssim": 0.9},
+                          "pixelated": {"psnr": 27.0, "ssim": 0.8}, "bicubic": {"psnr": 28.0, "ssim": 0.85}}}
+
+
+class FakeEnhancer:
+    """Stands in for `Enhancer`: returns its input, reports where it came from."""
+
+    def __init__(self, info: dict, config: dict | None = None):
+        self.info = {"architecture": "default", "metrics": METRICS, **info}
+        self.config = config or {"pixelation": {"percent_range": [25, 55], "validation_percent": 40}}
+
+    def enhance(self, image: np.ndarray, progress=None) -> np.ndarray:
+        return image.copy()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """load_enhancer that serves the bundled model and fails for every Hub repo."""
+    import srmodel.hub
+
+    def load_enhancer(source=None):
+        if source is None:
+            return FakeEnhancer({"source": "bundled", "path": "bundled"})
+        raise ModelLoadError(f"Could not reach the Hugging Face Hub while downloading {source}")
+
+    monkeypatch.setattr(srmodel.hub, "load_enhancer", load_enhancer)
+
+
+def test_unreachable_model_falls_back_to_bundled_with_a_notice(fake_hub):
+    serving = demo.load_serving_model("alice/pixel-fixer")
+    assert serving.enhancer.info["source"] == "bundled"
+    assert "alice/pixel-fixer" in serving.notice and "bundled default" in serving.notice
+
+
+def test_no_fallback_notice_for_the_default_model(fake_hub):
+    assert demo.load_serving_model(None).notice is None
+
+
+def test_fallback_failure_names_both_problems(monkeypatch):
+    import srmodel.hub
+
+    def broken(source=None):
+        raise ModelLoadError("bundled model is missing" if source is None else "hub is down")
+
+    monkeypatch.setattr(srmodel.hub, "load_enhancer", broken)
+    with pytest.raises(ModelLoadError, match="hub is down.*bundled model is missing"):
+        demo.load_serving_model("alice/pixel-fixer")
+
+
+def test_page_shows_the_notice_and_the_model(fake_hub):
+    serving = demo.load_serving_model("alice/pixel-fixer")
+    config = json.dumps(demo.build_demo(serving, max_megapixels=12).get_config_file(), default=str)
+    assert "Serving the bundled default model instead" in config
+    assert "Images up to 12 megapixels" in config
+    assert "30.50" in config  # the model's validation PSNR in the model panel
+
+
+def test_model_origin_names_hub_repo_and_revision():
+    info = {"source": "hub", "repo_id": "alice/pixel-fixer", "revision": "0123abc"}
+    assert "`alice/pixel-fixer@0123abc`" in demo.model_origin(info)
+    assert "local folder `/models/x`" in demo.model_origin({"source": "local", "path": "/models/x"})
+
+
+def test_model_markdown_without_metrics_says_so():
+    assert "No validation metrics" in demo.model_markdown({"architecture": "default", "metrics": {}})
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"pixelation": {"percent_range": [25, 55], "validation_percent": 40}}, (25, 55, 40)),
+        ({"pixelation": {"percent_range": [45, 60]}}, (45, 60, 45)),  # default clamped into range
+        ({}, (20, 60, 40)),
+        ({"pixelation": {"percent_range": "bad"}}, (20, 60, 40)),
+    ],
+)
+def test_percent_settings(config, expected):
+    assert demo.percent_settings(config) == expected
+
+
+def test_metrics_markdown_explains_missing_original():
+    text = demo.metrics_markdown({"metrics": {"compared_with_original": False}})
+    assert "No original to compare with" in text
+
+
+def test_as_unit_float_drops_alpha_and_scales():
+    rgba = np.full((2, 2, 4), 65535, np.uint16)
+    out = demo.as_unit_float(rgba)
+    assert out.shape == (2, 2, 3) and out.dtype == np.float32 and np.allclose(out, 1.0)

@@ -1,0 +1,195 @@
+"""Enhancer: tiling equals a whole-image pass, every supported shape/dtype round-trips, threads are safe."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from srmodel.inference import Enhancer
+
+TOL = 1 / 255 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The default architecture with seeded random weights everywhere (its tail starts at zero,
+    which would make it the identity and every tiling test trivially pass)."""
+    import keras
+
+    from srmodel.architectures import build_model
+
+    net = build_model("default")
+    rng = np.random.default_rng(0)
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            shape = tuple(layer.kernel.shape)
+            std = 0.5 / np.sqrt(np.prod(shape[:3]))
+            layer.kernel.assign(rng.normal(0.0, std, shape).astype("float32"))
+    return net
+
+
+@pytest.fixture(scope="module")
+def whole(model):
+    """Never tiles the small test images."""
+    return Enhancer(model, config={"architecture": {"name": "default"}}, tile_size=4096)
+
+
+@pytest.fixture(scope="module")
+def tiled(model):
+    return Enhancer(model, tile_size=64, tile_margin=48)
+
+
+def _random(shape, dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == np.uint8:
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if dtype == np.uint16:
+        return rng.integers(0, 65536, shape, dtype=np.uint16)
+    return rng.random(shape).astype(dtype)
+
+
+def test_tiled_equals_untiled(whole, tiled):
+    image = _random((150, 203, 3), np.float32)
+    a, b = tiled.enhance(image), whole.enhance(image)
+    assert np.abs(b - image).mean() > 0.05  # The network really changes the image.
+    assert np.abs(a - b)[48:-48, 48:-48].max() <= TOL
+    assert np.abs(a - b).max() <= TOL  # Tiles reach the real border, so even the border matches.
+
+
+def test_without_margin_tiles_differ(model, whole):
+    """Shows the test above is sensitive: with no context margin the tile seams appear."""
+    image = _random((150, 203, 3), np.float32)
+    seamy = Enhancer(model, tile_size=64, tile_margin=0).enhance(image)
+    assert np.abs(seamy - whole.enhance(image)).max() > 5 / 255
+
+
+def test_no_seams_on_flat_image(tiled):
+    """A flat input gives a flat output up to the model's 2-pixel pixel-shuffle pattern: the
+    result repeats with period 2 everywhere away from the border, so no line marks a tile edge."""
+    image = np.full((200, 200, 3), 0.4, np.float32)
+    out = tiled.enhance(image)[48:-48, 48:-48]
+    assert np.abs(out[2:] - out[:-2]).max() <= TOL
+    assert np.abs(out[:, 2:] - out[:, :-2]).max() <= TOL
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 3, 3), (83, 61, 3), (1, 1), (83, 61), (3, 3, 1), (83, 61, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_shape_and_dtype_kept(tiled, shape, dtype):
+    out = tiled.enhance(_random(shape, dtype))
+    assert out.shape == shape and out.dtype == dtype
+    if np.issubdtype(dtype, np.floating):
+        assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_rgba_alpha_untouched(tiled):
+    image = _random((83, 130, 4))
+    out = tiled.enhance(image)
+    np.testing.assert_array_equal(out[..., 3], image[..., 3])
+    # Alpha is not fed to the network: RGB results do not depend on it.
+    other = image.copy()
+    other[..., 3] = 255 - other[..., 3]
+    np.testing.assert_array_equal(tiled.enhance(other)[..., :3], out[..., :3])
+
+
+def test_gray_matches_replicated_rgb(tiled):
+    gray = _random((70, 90))
+    out = tiled.enhance(gray)
+    assert out.ndim == 2
+    rgb = tiled.enhance(np.repeat(gray[..., None], 3, axis=2).astype(np.float32) / 255)
+    assert np.abs(out / 255 - rgb.mean(axis=2)).max() <= TOL
+
+
+def test_uint16_keeps_precision(tiled):
+    ramp = np.linspace(0.3, 0.7, 300, dtype=np.float64)
+    image = np.rint(np.tile(ramp[None, :, None], (40, 1, 3)) * 65535).astype(np.uint16)
+    out = tiled.enhance(image)
+    assert out.dtype == np.uint16
+    assert len(np.unique(out)) > 256
+    as8 = tiled.enhance(np.rint(image / 257).astype(np.uint8))
+    assert np.abs(out / 65535 - as8 / 255).max() <= 2 / 255
+
+
+def test_float_input_matches_uint8(tiled):
+    image = _random((40, 50, 3))
+    out8 = tiled.enhance(image)
+    outf = tiled.enhance(image.astype(np.float64) / 255)
+    assert outf.dtype == np.float64
+    assert np.abs(outf - out8 / 255).max() <= TOL
+
+
+def test_progress_counts_up_to_total(model):
+    calls = []
+    Enhancer(model, tile_size=32).enhance(_random((70, 100, 3)), progress=lambda d, t: calls.append((d, t)))
+    totals = {t for _, t in calls}
+    assert totals == {3 * 4}
+    assert [d for d, _ in calls] == list(range(1, 13))
+    single = []
+    Enhancer(model, tile_size=512).enhance(_random((5, 5, 3)), progress=lambda d, t: single.append((d, t)))
+    assert single == [(1, 1)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((0, 5, 3), np.uint8),
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 3, 1), np.uint8),
+        np.zeros((4,), np.uint8),
+        np.zeros((4, 4, 3), np.int32),
+        np.zeros((4, 4, 3), bool),
+        np.full((4, 4, 3), np.nan, np.float32),
+    ],
+)
+def test_rejects_bad_arrays(tiled, bad):
+    with pytest.raises(ValueError, match="Received: shape="):
+        tiled.enhance(bad)
+
+
+def test_rejects_bad_tile_size(model):
+    with pytest.raises(ValueError, match="Received: tile_size=0"):
+        Enhancer(model, tile_size=0)
+
+
+def test_info_has_architecture_and_metrics(model):
+    enhancer = Enhancer(
+        model,
+        config={"architecture": {"name": "default"}},
+        metrics={"psnr": 30.0},
+        info={"source": "user/repo", "revision": "abc"},
+    )
+    info = enhancer.info
+    assert info == {"source": "user/repo", "revision": "abc", "architecture": "default", "metrics": {"psnr": 30.0}}
+    info["source"] = "changed"
+    assert enhancer.info["source"] == "user/repo"
+
+
+def test_concurrent_calls_give_same_results(tiled):
+    images = [_random((90, 110, 3), seed=s) for s in range(4)]
+    expected = [tiled.enhance(im) for im in images]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = tiled.enhance(images[i % 4])
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, out in results.items():
+        np.testing.assert_array_equal(out, expected[i % 4])
+
+
+def test_no_retracing_across_tile_sizes(model):
+    enhancer = Enhancer(model, tile_size=32)
+    for shape in [(5, 7, 3), (40, 33, 3), (100, 70, 3)]:
+        enhancer.enhance(_random(shape))
+    # One concrete function, traced once in __init__, serves every tile shape.
+    assert enhancer._run.structured_input_signature[0][0].shape.as_list() == [None, None, None, 3]

@@ -1,0 +1,142 @@
+"""train.py end to end on a handful of images: output folder, resume, interruption, bad --data."""
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
+        "--arch-kwargs", '{"filters": 8, "blocks": 1}']
+
+
+def run_train(*args, timeout=300, env=None):
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}, cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        smooth = rng.random((8, 8, 3))
+        image = np.asarray(Image.fromarray((smooth * 255).astype(np.uint8)).resize((37 + i, 29 + 2 * i), Image.BICUBIC))
+        Image.fromarray(image).save(root / f"photo{i}.{'png' if i % 2 else 'jpg'}")
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff broken")
+    return root
+
+
+def test_tiny_run_writes_loadable_folder(photos, tmp_path):
+    import keras
+
+    import srmodel  # noqa: F401  (registers srmodel's layers, as a user would)
+
+    out = tmp_path / "run"
+    result = run_train("--data", str(photos), *TINY, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Training on CPU" in result.stdout
+    assert "corrupt.jpg" in result.stderr  # skipped and reported, not fatal
+    for name in ("model.keras", "config.json", "metrics.json", "README.md", "samples.png"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == {"name": "default", "kwargs": {"filters": 8, "blocks": 1}}
+    assert config["training"]["skipped_files"] == 1 and config["format_version"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())["validation"]
+    assert {"model", "pixelated", "bicubic"} <= set(metrics)
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert model(np.zeros((1, 83, 61, 3), np.float32)).shape == (1, 83, 61, 3)
+    assert (out / "training_log.csv").is_file() and (out / "logs").is_dir()
+    # A second run into the same folder refuses instead of mixing two runs.
+    again = run_train("--data", str(photos), *TINY, "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = out / "checkpoints" / "state.json"
+        if state.exists() and json.loads(state.read_text())["epoch"] >= epoch:
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
+    out = tmp_path / "run"
+    args = ["--data", str(photos), "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "2",
+            "--patch-size", "24", "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        _wait_for_epoch(out, 2, proc)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in stderr
+    done = json.loads((out / "checkpoints" / "state.json").read_text())["epoch"]
+    assert done >= 2
+    result = run_train("--resume", "--out", str(out), "--epochs", str(done + 2))
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming from epoch {done}" in result.stdout
+    assert f"Epoch {done + 1}/{done + 2}" in result.stdout and "Epoch 1/" not in result.stdout
+    with open(out / "training_log.csv") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs[-2:] == [done, done + 1]
+    assert (out / "model.keras").is_file()
+
+
+def test_mirrored_strategy_on_two_logical_cpus_with_lfw_download(tmp_path):
+    source = tmp_path / "src" / "lfw"
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        (source / f"Person_{i}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(source / f"Person_{i}" / f"Person_{i}_0001.jpg")
+    archive = tmp_path / "lfw.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="lfw")
+    env = {"SRMODEL_LFW_URL": archive.as_uri(), "SRMODEL_LFW_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+           "KERAS_HOME": str(tmp_path / "keras")}
+    out = tmp_path / "run"
+    result = run_train("--data", "lfw", *TINY, "--strategy", "mirrored", "--logical-cpus", "2", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Images: 3 for training, 1 for validation" in result.stdout
+    assert (out / "model.keras").is_file()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "folder not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
+        (lambda p: (p / "bad").mkdir() or (p / "bad" / "x.png").write_bytes(b"x") and p / "bad", "could be read"),
+    ],
+)
+def test_bad_data_exits_2_with_clear_message(tmp_path, make, message):
+    result = run_train("--data", str(make(tmp_path)), "--out", str(tmp_path / "out"), timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    result = run_train("--data", str(tmp_path), "--arch", "nope", "--out", str(tmp_path / "o"), timeout=120)
+    assert result.returncode == 2 and "Unknown architecture" in result.stderr
+    result = run_train("--resume", "--out", str(tmp_path / "nothing"), timeout=120)
+    assert result.returncode == 2 and "no interrupted run" in result.stderr

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Train a model that restores pixelated images, evaluate it, and optionally publish it to the Hub.
+
+    python train.py --data path/to/photos --epochs 20 --out runs/my-model
+    python train.py --data lfw --out runs/faces --push --repo-id USER/NAME
+    python train.py --resume --out runs/my-model          # continue an interrupted run
+
+The output folder is ready to publish: model.keras, config.json, metrics.json, README.md, samples.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from srmodel.errors import SRModelError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--data", action="append", metavar="DIR",
+                      help="folder of images, searched recursively (repeatable), or 'lfw' to download LFW")
+    data.add_argument("--exclude", metavar="LIST", help="file of relative image paths to leave out (e.g. a holdout)")
+    data.add_argument("--val-split", type=float, default=0.2, help="fraction of files for validation (default 0.2)")
+    data.add_argument("--patch-size", type=int, default=80, help="training crop size in pixels (default 80)")
+    data.add_argument("--min-scale", type=float, default=1.0,
+                      help="random downscale of source images before cropping, e.g. 0.35 (default 1: off)")
+    data.add_argument("--percent-range", type=float, nargs=2, default=(20.0, 60.0), metavar=("LOW", "HIGH"),
+                      help="pixelation percent drawn per training patch (default 20 60)")
+    data.add_argument("--val-percent", type=float, default=40.0, help="fixed pixelation for validation (default 40)")
+
+    model = p.add_argument_group("model and optimisation")
+    model.add_argument("--arch", default="default", help="architecture: default or tutorial-autoencoder")
+    model.add_argument("--arch-kwargs", default="{}", metavar="JSON", help='e.g. \'{"filters": 48, "blocks": 6}\'')
+    model.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
+    model.add_argument("--steps-per-epoch", type=int, default=200)
+    model.add_argument("--batch-size", type=int, default=16)
+    model.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (cosine decay)")
+    model.add_argument("--loss", choices=["mse", "l1", "charbonnier"], default="mse")
+    model.add_argument("--patience", type=int, default=10, help="early stopping patience on validation PSNR")
+    model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
+    model.add_argument("--seed", type=int, default=0)
+
+    run = p.add_argument_group("run")
+    run.add_argument("--out", required=True, help="output folder (model folder + checkpoints + logs)")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    run.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                     help="tf.distribute strategy (mirrored: all local GPUs)")
+    run.add_argument("--mixed-precision", action="store_true", help="float16 compute (useful on GPUs)")
+    run.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    run.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")
+    run.add_argument("--logical-cpus", type=int, default=0, help=argparse.SUPPRESS)  # tests of --strategy mirrored
+
+    hub = p.add_argument_group("publish to the Hugging Face Hub")
+    hub.add_argument("--push", action="store_true", help="upload the model folder after training")
+    hub.add_argument("--repo-id", help="USER/NAME of the model repo")
+    hub.add_argument("--private", action="store_true", help="create the repo as private")
+    hub.add_argument("--revision", help="branch to push to (created if missing)")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace):
+    from srmodel.training import TrainSettings, read_state
+
+    if args.resume:
+        state = read_state(args.out)
+        if state is None:
+            raise SRModelError(f"--resume: no interrupted run found in {args.out}")
+        saved = dict(state["settings"])
+        saved["percent_range"] = tuple(saved["percent_range"])
+        if args.epochs:
+            saved["epochs"] = args.epochs
+        saved["out"] = args.out
+        return TrainSettings(**saved)
+    if not args.data:
+        raise SRModelError("--data is required (a folder of images, or 'lfw'). Received: nothing")
+    try:
+        arch_kwargs = json.loads(args.arch_kwargs)
+    except json.JSONDecodeError as exc:
+        raise SRModelError(f"--arch-kwargs must be JSON. Received: {args.arch_kwargs!r} ({exc})") from None
+    return TrainSettings(
+        data=args.data, out=args.out, arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs or 20,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
+        learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, val_split=args.val_split,
+        val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
+        patience=args.patience, max_minutes=args.max_minutes, exclude=args.exclude, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.push:
+            if not args.repo_id:
+                raise SRModelError("--push needs --repo-id USER/NAME")
+            from srmodel.hub import check_write_access
+
+            user = check_write_access(args.repo_id)  # before any data is read: fail in seconds
+            print(f"Hub: logged in as {user}; will push to {args.repo_id}")
+        settings = settings_from_args(args)
+        from srmodel.architectures import check_arguments
+
+        check_arguments(settings.arch, settings.arch_kwargs)  # fail before any data is read
+        from srmodel.training import train
+
+        folder = train(settings, resume=args.resume)
+        if args.push:
+            from srmodel.hub import push_folder
+
+            url = push_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+            print(f"Published: {url}")
+    except KeyboardInterrupt:
+        return 130
+    except (SRModelError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
