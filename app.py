@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow start-up logs
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our messages
 
 from srmodel.errors import SRModelError
 
@@ -23,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", action="append", metavar="DIR",
                       help="folder of images, searched recursively (repeatable), or 'lfw' to download LFW")
     data.add_argument("--exclude", metavar="LIST", help="file of relative image paths to leave out (e.g. a holdout)")
+    data.add_argument("--balance", action="store_true",
+                      help="draw training patches equally from each --data source (e.g. faces vs photos)")
     data.add_argument("--val-split", type=float, default=0.2, help="fraction of files for validation (default 0.2)")
     data.add_argument("--patch-size", type=int, default=80, help="training crop size in pixels (default 80)")
     data.add_argument("--min-scale", type=float, default=1.0,
@@ -42,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--patience", type=int, default=10, help="early stopping patience on validation PSNR")
     model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
     model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--init-from", metavar="SOURCE",
+                       help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch/--arch-kwargs)")
 
     run = p.add_argument_group("run")
     run.add_argument("--out", required=True, help="output folder (model folder + checkpoints + logs)")
@@ -85,7 +92,7 @@ def settings_from_args(args: argparse.Namespace):
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, val_split=args.val_split,
         val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
-        patience=args.patience, max_minutes=args.max_minutes, exclude=args.exclude, strategy=args.strategy,
+        patience=args.patience, max_minutes=args.max_minutes, exclude=args.exclude, init_from=args.init_from, balance=args.balance, strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
     )
 

@@ -195,7 +195,7 @@ def _augment(image, patch_size: int):
 
 
 def make_train_dataset(
-    paths: list[Path],
+    groups: list[list[Path]],
     *,
     patch_size: int,
     batch_size: int,
@@ -203,7 +203,11 @@ def make_train_dataset(
     min_scale: float = 1.0,
     seed: int = 0,
 ):
-    """Endless shuffled batches of (pixelated, original) random patches."""
+    """Endless shuffled batches of (pixelated, original) random patches.
+
+    `groups` are lists of image paths drawn from with equal probability (one group: plain shuffling),
+    so a few hundred general photos are not drowned by thousands of faces when balancing is asked for.
+    """
     import tensorflow as tf
 
     from srmodel.degrade import pixelate_tf
@@ -215,9 +219,18 @@ def make_train_dataset(
         percent = tf.random.uniform([], low, high)
         return pixelate_tf(patch, percent), patch
 
-    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    ds = ds.map(lambda p: _decode_tf(p, patch_size), num_parallel_calls=autotune).cache()
-    ds = ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True).repeat()
+    def images(paths: list[Path]):
+        ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+        ds = ds.map(lambda p: _decode_tf(p, patch_size), num_parallel_calls=autotune).cache()
+        return ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    groups = [g for g in groups if g]
+    if not groups:
+        raise DataError("No training images left after the split.")
+    if len(groups) == 1:
+        ds = images(groups[0])
+    else:
+        ds = tf.data.Dataset.sample_from_datasets([images(g) for g in groups], weights=[1.0] * len(groups), seed=seed)
     ds = ds.map(lambda im: _random_rescale(im, min_scale, patch_size), num_parallel_calls=autotune)
     ds = ds.map(lambda im: _augment(im, patch_size), num_parallel_calls=autotune)
     ds = ds.map(to_pair, num_parallel_calls=autotune)

@@ -50,6 +50,8 @@ class TrainSettings:
     patience: int = 10
     max_minutes: float | None = None
     exclude: str | None = None
+    init_from: str | None = None
+    balance: bool = False
     strategy: str = "default"
     mixed_precision: bool = False
     jit: bool = False
@@ -155,6 +157,22 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
     return ResumableCheckpoint()
 
 
+def _load_initial_weights(model, settings: TrainSettings) -> None:
+    """Fine-tuning: start from a trained model's weights (same architecture and arguments)."""
+    from srmodel.hub import load_parts
+
+    source = None if settings.init_from == "bundled" else settings.init_from
+    trained, config, _, _ = load_parts(source)
+    arch = config["architecture"]
+    if arch["name"] != settings.arch or (arch.get("kwargs") or {}) != settings.arch_kwargs:
+        raise SRModelError(
+            f"--init-from {settings.init_from}: its architecture {arch['name']} {arch.get('kwargs') or {}} differs "
+            f"from --arch {settings.arch} {settings.arch_kwargs}; pass the same --arch and --arch-kwargs."
+        )
+    model.set_weights(trained.get_weights())
+    print(f"Starting from the weights of {settings.init_from}")
+
+
 def read_state(out: str | os.PathLike) -> dict | None:
     path = Path(out) / CHECKPOINT_DIR / STATE_FILE
     if not path.exists():
@@ -167,7 +185,7 @@ def _sigterm_as_interrupt(*_):
 
 
 def prepare_data(settings: TrainSettings):
-    """Resolves --data (folders or 'lfw'), scans and splits: (train paths, val paths, skipped)."""
+    """Resolves --data (folders or 'lfw'), scans and splits: (train groups, val paths, skipped)."""
     from srmodel.data import download_lfw, load_exclusions, scan_images, split_paths
 
     roots: list[str | Path] = []
@@ -177,7 +195,20 @@ def prepare_data(settings: TrainSettings):
     train, val = split_paths(scan.paths, settings.val_split, settings.seed)
     if len(val) > settings.max_val_images:
         val = val[:: int(np.ceil(len(val) / settings.max_val_images))]
-    return train, val, scan.skipped
+    if settings.balance and len(roots) > 1:
+        groups = [[p for p in train if _is_under(p, Path(root))] for root in roots]
+        groups = [g for g in groups if g]
+    else:
+        groups = [train]
+    return groups, val, scan.skipped
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def evaluate(model, val_ds, percent: float) -> dict:
@@ -287,7 +318,8 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
 
     print(f"Training on {describe_device()}")
-    train_paths, val_paths, skipped = prepare_data(settings)
+    train_groups, val_paths, skipped = prepare_data(settings)
+    train_paths = [p for group in train_groups for p in group]
     if skipped:
         print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
         for path, reason in skipped[:10]:
@@ -295,10 +327,12 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         if len(skipped) > 10:
             print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
     print(f"Images: {len(train_paths)} for training, {len(val_paths)} for validation")
+    if len(train_groups) > 1:
+        print("Sampling the --data sources equally: " + ", ".join(str(len(g)) for g in train_groups) + " images")
 
     strategy = _make_strategy(settings)
     train_ds = make_train_dataset(
-        train_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
+        train_groups, patch_size=settings.patch_size, batch_size=settings.batch_size,
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.seed,
     )
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
@@ -312,6 +346,8 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
             print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
         else:
             model = build_model(settings.arch, **settings.arch_kwargs)
+            if settings.init_from:
+                _load_initial_weights(model, settings)
             _compile(model, settings, settings.epochs * settings.steps_per_epoch)
             state = {"epoch": 0, "settings": asdict(settings)}
     print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters")

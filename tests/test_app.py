@@ -129,15 +129,15 @@ def test_oversized_image_is_refused_with_the_limit(client, tmp_path):
 
 
 def test_concurrent_enhance_calls_all_succeed(server, tmp_path):
-    paths = [_save(tmp_path, f"c{i}.png", _photo(40 + i, 50)) for i in range(4)]
+    paths = [_save(tmp_path, f"c{i}.png", _photo(40 + i, 50)) for i in range(20)]
 
     def run(path: str) -> tuple[int, ...]:
         client = Client(server.url, verbose=False)
         return read_image(client.predict(handle_file(path), api_name="/enhance")[0]).shape
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=20) as pool:
         shapes = list(pool.map(run, paths))
-    assert shapes == [(40 + i, 50, 3) for i in range(4)]
+    assert shapes == [(40 + i, 50, 3) for i in range(20)]
     assert server.alive()
 
 

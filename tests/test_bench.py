@@ -43,10 +43,10 @@ def run_script(name: str, *args: str) -> str:
 
 
 @needs_data
-def test_quality_prints_table_and_writes_json(tiny_model, tmp_path):
-    out_json = tmp_path / "quality.json"
+def test_quality_prints_table_writes_json_and_samples(tiny_model, tmp_path):
+    out_json, samples = tmp_path / "quality.json", tmp_path / "comparison.png"
     stdout = run_script("quality.py", "--limit", "1", "--sets", "set5", "--percents", "40",
-                        "--model", f"default={tiny_model}", "--json", str(out_json))
+                        "--model", f"default={tiny_model}", "--json", str(out_json), "--samples", str(samples))
     assert "| set | % | n | pixelated | bicubic | default" in stdout
     assert "| Set5, first 1 | 40 | 1 |" in stdout
     payload = json.loads(out_json.read_text())
@@ -55,6 +55,7 @@ def test_quality_prints_table_and_writes_json(tiny_model, tmp_path):
     for method in ("pixelated", "bicubic", "default"):
         assert 5 < row["methods"][method]["psnr"] < 100
         assert -1 <= row["methods"][method]["ssim"] <= 1
+    assert 0 < samples.stat().st_size <= 500 * 1024
 
 
 def test_quality_exits_clearly_without_data(tmp_path):

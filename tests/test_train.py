@@ -62,6 +62,16 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     # A second run into the same folder refuses instead of mixing two runs.
     again = run_train("--data", str(photos), *TINY, "--out", str(out))
     assert again.returncode == 2 and "--resume" in again.stderr
+    # Fine-tuning from that folder, sampling two sources equally.
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.open(photos / "photo1.png").save(other / "extra.png")
+    tuned = run_train("--data", str(photos), "--data", str(other), "--balance", "--init-from", str(out), *TINY,
+                      "--out", str(tmp_path / "tuned"))
+    assert tuned.returncode == 0, tuned.stderr
+    assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
+    mismatch = run_train("--data", str(photos), "--init-from", str(out), "--out", str(tmp_path / "bad"))
+    assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
 
 
 def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
