@@ -307,6 +307,9 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     import keras
     import tensorflow as tf
 
+    import srmodel.layers  # noqa: F401  (custom layers, loss and metrics must be registered before
+    import srmodel.losses  # noqa: F401   a compiled checkpoint is loaded on --resume)
+    import srmodel.metrics  # noqa: F401
     from srmodel.architectures import build_model
     from srmodel.data import make_train_dataset, make_val_dataset
 
@@ -331,12 +334,19 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         print("Sampling the --data sources equally: " + ", ".join(str(len(g)) for g in train_groups) + " images")
 
     strategy = _make_strategy(settings)
+    replicas = strategy.num_replicas_in_sync
+    if settings.batch_size % replicas:
+        raise SRModelError(f"--batch-size must be a multiple of the {replicas} replicas. Received: {settings.batch_size}")
     train_ds = make_train_dataset(
         train_groups, patch_size=settings.patch_size, batch_size=settings.batch_size,
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.seed,
     )
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)
+    fit_val_ds = val_ds if replicas == 1 else make_val_dataset(
+        val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size, percent=settings.val_percent,
+        pad_to_multiple=replicas,
+    )
 
     ckpt_dir = settings.checkpoint_dir
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -362,7 +372,7 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         model.fit(
-            train_ds, validation_data=val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
+            train_ds, validation_data=fit_val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
             steps_per_epoch=settings.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
         )
     except KeyboardInterrupt:
