@@ -237,12 +237,8 @@ def make_train_dataset(
     return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
 
 
-def make_val_dataset(paths: list[Path], *, patch_size: int, batch_size: int, percent: float, pad_to_multiple: int = 1):
-    """(pixelated, original) centre crops with a fixed pixelation percent: comparable across runs.
-
-    `pad_to_multiple` repeats images so every batch splits evenly over that many replicas
-    (tf.distribute cannot split a last batch of 1 over 2 devices).
-    """
+def make_val_dataset(paths: list[Path], *, patch_size: int, batch_size: int, percent: float):
+    """(pixelated, original) centre crops with a fixed pixelation percent: comparable across runs."""
     import tensorflow as tf
 
     from srmodel.degrade import pixelate_tf
@@ -253,7 +249,4 @@ def make_val_dataset(paths: list[Path], *, patch_size: int, batch_size: int, per
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
     ds = ds.map(lambda p: centre(_decode_tf(p, patch_size)), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda im: (pixelate_tf(im, tf.constant(percent, tf.float32)), im), num_parallel_calls=tf.data.AUTOTUNE)
-    if pad_to_multiple > 1:
-        total = -(-len(paths) // pad_to_multiple) * pad_to_multiple
-        ds = ds.repeat().take(total)
     return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

@@ -203,6 +203,16 @@ def prepare_data(settings: TrainSettings):
     return groups, val, scan.skipped
 
 
+def _pad_for_replicas(val_ds, count: int, replicas: int, batch_size: int):
+    """tf.distribute cannot split a last batch of 1 over 2 devices: repeat crops until every batch splits evenly.
+
+    Reuses the cached validation crops; only the per-epoch Keras validation sees the repeats, the final
+    `evaluate` uses the plain dataset.
+    """
+    total = -(-count // replicas) * replicas
+    return val_ds.unbatch().repeat().take(total).batch(batch_size)
+
+
 def _is_under(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -343,10 +353,7 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     )
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)
-    fit_val_ds = val_ds if replicas == 1 else make_val_dataset(
-        val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size, percent=settings.val_percent,
-        pad_to_multiple=replicas,
-    )
+    fit_val_ds = val_ds if replicas == 1 else _pad_for_replicas(val_ds, len(val_paths), replicas, settings.batch_size)
 
     ckpt_dir = settings.checkpoint_dir
     ckpt_dir.mkdir(parents=True, exist_ok=True)
