@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
     model.add_argument("--seed", type=int, default=0)
     model.add_argument("--init-from", metavar="SOURCE",
-                       help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch/--arch-kwargs)")
+                       help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch; --arch-kwargs may add blocks)")
 
     run = p.add_argument_group("run")
     run.add_argument("--out", required=True, help="output folder (model folder + checkpoints + logs)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 from srmodel.layers import CropToMatch, DepthToSpace, PadToMultiple, SpaceToDepth
 
@@ -116,3 +117,41 @@ def build_default(filters: int = 32, blocks: int = 4, block_size: int = 2) -> ke
     x = keras.layers.Add(name="global_residual")([x, padded])
     x = CropToMatch(name="crop_to_input")([x, inputs])
     return keras.Model(inputs, _clip_to_unit(x), name="srmodel_default")
+
+
+def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
+    """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
+
+    This is how a deeper model starts from a trained shallower one (e.g. `default` with
+    `blocks=6` from the bundled `blocks=4`): every trained layer must exist in `target` with the same
+    shapes. New layers keep their initialisation, except the last convolution of each new residual
+    branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
+    computing exactly what the trained one did and training only has to improve on it.
+    """
+    target_layers = {layer.name: layer for layer in target.layers}
+    problems = []
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        match = target_layers.get(layer.name)
+        shapes = [w.shape for w in weights]
+        if match is None:
+            problems.append(f"layer {layer.name!r} is missing")
+        elif [tuple(w.shape) for w in match.get_weights()] != shapes:
+            problems.append(f"layer {layer.name!r} has weights {[tuple(w.shape) for w in match.get_weights()]}, "
+                            f"not {shapes}")
+    if problems:
+        raise ValueError(f"The trained model does not fit into the new one: {'; '.join(problems)}.")
+    source_names = {layer.name for layer in source.layers}
+    new_layers = []
+    for layer in target.layers:
+        if layer.name in source_names:
+            weights = source.get_layer(layer.name).get_weights()
+            if weights:
+                layer.set_weights(weights)
+        elif layer.get_weights():
+            new_layers.append(layer.name)
+            if layer.name.endswith("_conv2"):
+                layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    return new_layers

@@ -173,6 +173,9 @@ def _decode_tf(path, patch_size: int):
     return image
 
 
+RESCALE_METHODS = ("area", "bilinear", "bicubic")
+
+
 def _random_rescale(image, min_scale: float, patch_size: int):
     """Scale augmentation: shows the model the same content at several sizes (faces at 80 px too)."""
     import tensorflow as tf
@@ -183,7 +186,12 @@ def _random_rescale(image, min_scale: float, patch_size: int):
     lowest = tf.maximum(min_scale, patch_size / tf.reduce_min(shape))
     scale = tf.random.uniform([], tf.minimum(lowest, 1.0), 1.0)
     new_size = tf.cast(tf.round(shape * scale), tf.int32)
-    return tf.image.resize(image, new_size, method="area", antialias=True)
+    # Photos reach users shrunk by all sorts of software: mix the common antialiased filters.
+    branches = [
+        lambda method=method: tf.clip_by_value(tf.image.resize(image, new_size, method=method, antialias=True), 0.0, 1.0)
+        for method in RESCALE_METHODS
+    ]
+    return tf.switch_case(tf.random.uniform([], 0, len(branches), dtype=tf.int32), branches)
 
 
 def _augment(image, patch_size: int):

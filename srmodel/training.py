@@ -158,19 +158,30 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
 
 
 def _load_initial_weights(model, settings: TrainSettings) -> None:
-    """Fine-tuning: start from a trained model's weights (same architecture and arguments)."""
+    """Fine-tuning: start from a trained model's weights (same architecture, or a deeper one)."""
+    from srmodel.architectures import warm_start
     from srmodel.hub import load_parts
 
     source = None if settings.init_from == "bundled" else settings.init_from
     trained, config, _, _ = load_parts(source)
     arch = config["architecture"]
-    if arch["name"] != settings.arch or (arch.get("kwargs") or {}) != settings.arch_kwargs:
+    trained_kwargs = arch.get("kwargs") or {}
+    if arch["name"] != settings.arch:
         raise SRModelError(
-            f"--init-from {settings.init_from}: its architecture {arch['name']} {arch.get('kwargs') or {}} differs "
-            f"from --arch {settings.arch} {settings.arch_kwargs}; pass the same --arch and --arch-kwargs."
+            f"--init-from {settings.init_from}: its architecture {arch['name']} {trained_kwargs} differs "
+            f"from --arch {settings.arch} {settings.arch_kwargs}; pass the same --arch."
         )
-    model.set_weights(trained.get_weights())
+    try:
+        new_layers = warm_start(model, trained)
+    except ValueError as exc:
+        raise SRModelError(
+            f"--init-from {settings.init_from}: its architecture {arch['name']} {trained_kwargs} differs "
+            f"from --arch {settings.arch} {settings.arch_kwargs} ({exc}) Pass the same --arch-kwargs, "
+            f"or only add blocks."
+        ) from None
     print(f"Starting from the weights of {settings.init_from}")
+    if new_layers:
+        print(f"New layers (trained from scratch, added as identity): {', '.join(new_layers)}")
 
 
 def read_state(out: str | os.PathLike) -> dict | None:

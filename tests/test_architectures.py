@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from srmodel import build_model
-from srmodel.architectures import ARCHITECTURES, check_arguments
+from srmodel.architectures import ARCHITECTURES, check_arguments, warm_start
 
 
 def test_tutorial_parameter_count():
@@ -45,3 +45,29 @@ def test_unknown_name_and_bad_arguments():
         check_arguments("default", {"width": 3})
     with pytest.raises(ValueError, match="Received"):
         build_model("default", filters=0)
+
+
+def _perturbed(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Gives every weight a random value, so that a copied weight cannot pass by being all zeros."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_warm_start_grows_blocks_without_changing_the_output():
+    small = _perturbed(build_model("default", filters=8, blocks=2))
+    deeper = build_model("default", filters=8, blocks=4)
+    new_layers = warm_start(deeper, small)
+    assert new_layers == ["block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2"]
+    x = np.random.default_rng(1).random((1, 37, 50, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(deeper(x)), np.asarray(small(x)), atol=1e-6)
+    # The new blocks are trainable from there: their first convolution is not zero.
+    assert np.abs(deeper.get_layer("block2_conv1").get_weights()[0]).max() > 0
+
+
+def test_warm_start_refuses_models_that_do_not_fit():
+    trained = build_model("default", filters=8, blocks=2)
+    with pytest.raises(ValueError, match="'head' has weights"):
+        warm_start(build_model("default", filters=16, blocks=2), trained)
+    with pytest.raises(ValueError, match="'block1_conv1' is missing"):
+        warm_start(build_model("default", filters=8, blocks=1), trained)

@@ -66,10 +66,14 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     Image.open(photos / "photo1.png").save(other / "extra.png")
+    # ... and growing it by one residual block on the way (the new block starts as the identity).
     tuned = run_train("--data", str(photos), "--data", str(other), "--balance", "--init-from", str(out), *TINY,
-                      "--out", str(tmp_path / "tuned"))
+                      "--arch-kwargs", '{"filters": 8, "blocks": 2}', "--out", str(tmp_path / "tuned"))
     assert tuned.returncode == 0, tuned.stderr
     assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
+    assert "New layers (trained from scratch, added as identity): block1_conv1, block1_conv2" in tuned.stdout
+    grown = json.loads((tmp_path / "tuned" / "config.json").read_text())["architecture"]
+    assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2}}
     mismatch = run_train("--data", str(photos), "--init-from", str(out), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
 
