@@ -87,7 +87,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
 
 
 @register("default")
-def build_default(filters: int = 32, blocks: int = 4, block_size: int = 2) -> keras.Model:
+def build_default(filters: int = 32, blocks: int = 6, block_size: int = 2) -> keras.Model:
     """Our CPU-friendly restorer: space-to-depth encoder, residual blocks, pixel-shuffle decoder.
 
     Folding `block_size`² pixels into channels lets every 3×3 convolution see a wider neighbourhood
