@@ -122,8 +122,8 @@ def build_default(filters: int = 32, blocks: int = 6, block_size: int = 2) -> ke
 def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
 
-    This is how a deeper model starts from a trained shallower one (e.g. `default` with
-    `blocks=6` from the bundled `blocks=4`): every trained layer must exist in `target` with the same
+    This is how a deeper model starts from a trained shallower one (the bundled 6-block `default` grew
+    from a trained 4-block one): every trained layer must exist in `target` with the same
     shapes. New layers keep their initialisation, except the last convolution of each new residual
     branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
     computing exactly what the trained one did and training only has to improve on it.
