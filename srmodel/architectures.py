@@ -33,16 +33,22 @@ def build_model(name: str = "default", **kwargs) -> keras.Model:
     return ARCHITECTURES[name](**kwargs)
 
 
-def check_arguments(name: str, kwargs: dict) -> None:
-    """Validates an architecture name and its keyword arguments without building anything."""
+def resolve_arguments(name: str, kwargs: dict) -> dict:
+    """Validates an architecture's keyword arguments and returns them with every default filled in.
+
+    Runs record the resolved arguments, so a model keeps its shape on `--resume` and in config.json
+    even when a later release changes a builder's defaults (as `default` went from 4 to 6 blocks).
+    """
     import inspect
 
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received: name={name!r}")
     try:
-        inspect.signature(ARCHITECTURES[name]).bind(**kwargs)
+        bound = inspect.signature(ARCHITECTURES[name]).bind(**kwargs)
     except TypeError as exc:
         raise ValueError(f"Invalid arguments for architecture {name!r}: {exc}. Received: {kwargs}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def _clip_to_unit(x):

@@ -271,12 +271,31 @@ def write_samples(model, val_ds, path: Path, count: int = 4) -> None:
         atomic_write_bytes(path, encoded.tobytes())
 
 
+def float32_copy(model):
+    """A float32 copy of the trained model without optimizer state, for publishing.
+
+    It is cloned from the trained model itself rather than rebuilt from the run's settings, so the
+    published file always holds exactly the layers that were trained: a run started before a release
+    changed an architecture's defaults still exports after `--resume`.
+    """
+    import keras
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: dict) -> Path:
     """Writes the publishable model folder: model.keras, config.json, metrics.json, README.md, samples.png."""
     import keras
 
     from srmodel import __version__
-    from srmodel.architectures import build_model
     from srmodel.folder import (
         CARD_FILE,
         CONFIG_FILE,
@@ -290,8 +309,7 @@ def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: 
     )
 
     keras.mixed_precision.set_global_policy("float32")
-    clean = build_model(settings.arch, **settings.arch_kwargs)  # float32, no optimizer state
-    clean.set_weights(model.get_weights())
+    clean = float32_copy(model)
     out = Path(settings.out)
     training = {
         k: v for k, v in asdict(settings).items()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from srmodel import build_model
-from srmodel.architectures import ARCHITECTURES, check_arguments, warm_start
+from srmodel.architectures import ARCHITECTURES, resolve_arguments, warm_start
 
 
 def test_tutorial_parameter_count():
@@ -42,9 +42,19 @@ def test_unknown_name_and_bad_arguments():
     with pytest.raises(ValueError, match="Received: name='nope'"):
         build_model("nope")
     with pytest.raises(ValueError, match="Invalid arguments"):
-        check_arguments("default", {"width": 3})
+        resolve_arguments("default", {"width": 3})
+    with pytest.raises(ValueError, match="Received: name='nope'"):
+        resolve_arguments("nope", {})
     with pytest.raises(ValueError, match="Received"):
         build_model("default", filters=0)
+
+
+def test_resolved_arguments_fill_in_every_default():
+    assert resolve_arguments("default", {"blocks": 2}) == {"filters": 32, "blocks": 2, "block_size": 2}
+    assert resolve_arguments("tutorial-autoencoder", {}) == {"activity_l1": 10e-10}
+    # The resolved arguments rebuild the very same model.
+    kwargs = resolve_arguments("default", {"filters": 8})
+    assert build_model("default", **kwargs).count_params() == build_model("default", filters=8).count_params()
 
 
 def _perturbed(model: keras.Model, seed: int = 0) -> keras.Model:

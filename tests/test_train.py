@@ -52,7 +52,7 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     for name in ("model.keras", "config.json", "metrics.json", "README.md", "samples.png"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["architecture"] == {"name": "default", "kwargs": {"filters": 8, "blocks": 1}}
+    assert config["architecture"] == {"name": "default", "kwargs": {"filters": 8, "blocks": 1, "block_size": 2}}
     assert config["training"]["skipped_files"] == 1 and config["format_version"] == 1
     metrics = json.loads((out / "metrics.json").read_text())["validation"]
     assert {"model", "pixelated", "bicubic"} <= set(metrics)
@@ -73,9 +73,37 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
     assert "New layers (trained from scratch, added as identity): block1_conv1, block1_conv2" in tuned.stdout
     grown = json.loads((tmp_path / "tuned" / "config.json").read_text())["architecture"]
-    assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2}}
+    assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2, "block_size": 2}}
     mismatch = run_train("--data", str(photos), "--init-from", str(out), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
+
+
+def test_float32_copy_is_the_trained_model_without_mixed_precision(tmp_path):
+    import keras
+
+    from srmodel.architectures import build_model
+    from srmodel.training import float32_copy
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        trained = build_model("default", filters=8, blocks=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rng = np.random.default_rng(0)
+    trained.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in trained.get_weights()])
+    copy = float32_copy(trained)
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in trained.layers]
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    assert "mixed_float16" in {layer.dtype_policy.name for layer in trained.layers}
+    for mine, theirs in zip(copy.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    x = rng.random((1, 30, 26, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(trained(x)), atol=0.02)
+    copy.save(tmp_path / "copy.keras")
+    import srmodel  # noqa: F401  (registers srmodel's layers)
+
+    loaded = keras.saving.load_model(tmp_path / "copy.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(copy(x)), atol=1e-6)
 
 
 def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
@@ -105,8 +133,15 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
         proc.kill()
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "--resume" in stderr
-    done = json.loads((out / "checkpoints" / "state.json").read_text())["epoch"]
+    state_path = out / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    done = state["epoch"]
     assert done >= 2
+    if sig == signal.SIGKILL:
+        # As a run started by a release whose `default` had other defaults would have recorded it: without
+        # "blocks", which now means 6. The resumed run must still publish the 1-block model it trained.
+        del state["settings"]["arch_kwargs"]["blocks"]
+        state_path.write_text(json.dumps(state))
     result = run_train("--resume", "--out", str(out), "--epochs", str(done + 2))
     assert result.returncode == 0, result.stderr
     assert f"Resuming from epoch {done}" in result.stdout
@@ -114,7 +149,14 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     with open(out / "training_log.csv") as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs[-2:] == [done, done + 1]
-    assert (out / "model.keras").is_file()
+    import keras
+
+    import srmodel  # noqa: F401  (registers srmodel's layers)
+
+    published = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    trained = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True, compile=False)
+    assert [layer.name for layer in published.layers] == [layer.name for layer in trained.layers]
+    assert "block1_conv1" not in {layer.name for layer in published.layers}
 
 
 def test_mirrored_strategy_on_two_logical_cpus_with_lfw_download(tmp_path):
