@@ -25,6 +25,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
 STATE_FILE = "state.json"
+LOCK_FILE = "run.lock"
 
 
 @dataclass
@@ -340,8 +341,59 @@ def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: 
     return out
 
 
+def _process_is_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) is not a harmless probe on Windows; trust the lock there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, but someone else's
+    return True
+
+
+def acquire_run_lock(out: Path) -> Path:
+    """Claims a run folder for this process, so two trainings never write the same checkpoints.
+
+    The lock holds the owner's PID: a lock left behind by a killed run (`kill -9`, a lost machine) is
+    taken over, one held by a live process is refused with its PID.
+    """
+    path = out / CHECKPOINT_DIR / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _process_is_alive(owner):
+                raise SRModelError(
+                    f"{out} is in use by another training process (pid {owner}). Wait for it to finish or stop it "
+                    f"(Ctrl-C) first; if no training is running, delete {path}."
+                ) from None
+            path.unlink(missing_ok=True)  # left behind by a run that was killed
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
+        return path
+    raise SRModelError(f"Could not lock {path}: another process keeps creating it.")
+
+
 def train(settings: TrainSettings, resume: bool = False) -> Path:
     """Runs (or resumes) a training run and writes the model folder; returns the folder."""
+    if settings.strategy == "multiworker":  # the workers of one run may share a folder
+        return _train(settings, resume)
+    lock = acquire_run_lock(Path(settings.out))
+    try:
+        return _train(settings, resume)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _train(settings: TrainSettings, resume: bool) -> Path:
     _configure_tensorflow(settings)
     import keras
     import tensorflow as tf

@@ -78,6 +78,23 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
 
 
+def test_a_folder_in_use_by_a_live_run_is_refused(photos, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    lock = out / "checkpoints" / "run.lock"
+    lock.write_text(str(os.getpid()))  # held by this (live) test process
+    result = run_train("--data", str(photos), *TINY, "--out", str(out), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"in use by another training process (pid {os.getpid()})" in result.stderr
+    assert lock.read_text() == str(os.getpid()) and not (out / "model.keras").exists()
+    # A lock left behind by a process that is gone (kill -9, a lost machine) is taken over, then released.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(gone.stdout.strip())
+    result = run_train("--data", str(photos), *TINY, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "model.keras").is_file() and not lock.exists()
+
+
 def test_float32_copy_is_the_trained_model_without_mixed_precision(tmp_path):
     import keras
 
