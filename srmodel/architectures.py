@@ -26,11 +26,15 @@ def register(name: str):
     return wrap
 
 
-def build_model(name: str = "default", **kwargs) -> keras.Model:
-    """Builds a registered architecture by name, e.g. `build_model("tutorial-autoencoder")`."""
+def _builder(name: str) -> Callable[..., keras.Model]:
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received: name={name!r}")
-    return ARCHITECTURES[name](**kwargs)
+    return ARCHITECTURES[name]
+
+
+def build_model(name: str = "default", **kwargs) -> keras.Model:
+    """Builds a registered architecture by name, e.g. `build_model("tutorial-autoencoder")`."""
+    return _builder(name)(**kwargs)
 
 
 def resolve_arguments(name: str, kwargs: dict) -> dict:
@@ -41,10 +45,9 @@ def resolve_arguments(name: str, kwargs: dict) -> dict:
     """
     import inspect
 
-    if name not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received: name={name!r}")
+    builder = _builder(name)
     try:
-        bound = inspect.signature(ARCHITECTURES[name]).bind(**kwargs)
+        bound = inspect.signature(builder).bind(**kwargs)
     except TypeError as exc:
         raise ValueError(f"Invalid arguments for architecture {name!r}: {exc}. Received: {kwargs}") from None
     bound.apply_defaults()
