@@ -108,11 +108,6 @@ def main(argv: list[str] | None = None) -> int:
             user = check_write_access(args.repo_id)  # before any data is read: fail in seconds
             print(f"Hub: logged in as {user}; will push to {args.repo_id}")
         settings = settings_from_args(args)
-        if not args.resume:
-            from srmodel.architectures import resolve_arguments
-
-            # Fails before any data is read; a resumed run keeps the arguments it was started with.
-            settings.arch_kwargs = resolve_arguments(settings.arch, settings.arch_kwargs)
         from srmodel.training import train
 
         folder = train(settings, resume=args.resume)

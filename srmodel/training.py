@@ -13,7 +13,7 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +384,11 @@ def acquire_run_lock(out: Path) -> Path:
 
 def train(settings: TrainSettings, resume: bool = False) -> Path:
     """Runs (or resumes) a training run and writes the model folder; returns the folder."""
+    if not resume:
+        from srmodel.architectures import resolve_arguments
+
+        # Fails before any data is read; a resumed run keeps the arguments it was started with.
+        settings = replace(settings, arch_kwargs=resolve_arguments(settings.arch, settings.arch_kwargs))
     if settings.strategy == "multiworker":  # the workers of one run may share a folder
         return _train(settings, resume)
     lock = acquire_run_lock(Path(settings.out))
