@@ -54,6 +54,51 @@ def resolve_arguments(name: str, kwargs: dict) -> dict:
     return dict(bound.arguments)
 
 
+def _structure(model: keras.Model) -> list[tuple]:
+    """Layer types and weight shapes in order: what must agree for two models to hold the same weights.
+
+    Not names: Keras numbers unnamed layers (conv2d_7, ...) differently in every build.
+    """
+    return [(type(layer).__name__, tuple(tuple(w.shape) for w in layer.weights)) for layer in model.layers]
+
+
+def _inspect_default(model: keras.Model) -> dict:
+    names = {layer.name for layer in model.layers}
+    blocks = sum(1 for name in names if name.startswith("block") and name.endswith("_add"))
+    block_size = model.get_layer("space_to_depth").block if "space_to_depth" in names else 1
+    return {"filters": model.get_layer("head").filters, "blocks": blocks, "block_size": block_size}
+
+
+# Read an architecture's arguments back from a built model, for builders whose defaults have changed.
+_INSPECTORS: dict[str, Callable[[keras.Model], dict]] = {"default": _inspect_default}
+
+
+def recover_arguments(name: str, model: keras.Model, recorded: dict) -> dict | None:
+    """The fully resolved arguments that rebuild `model`'s exact layers, or None when none are found.
+
+    A run started before `resolve_arguments` existed recorded only the arguments it was given, e.g.
+    `{}` for `default` when that meant 4 blocks. Its checkpoint still holds the truth: try the
+    recorded arguments with today's defaults, then what the model's own layers say, and keep the
+    first that rebuilds the same structure.
+    """
+    candidates = [dict(recorded)]
+    inspector = _INSPECTORS.get(name)
+    if inspector is not None:
+        try:
+            candidates.append({**recorded, **inspector(model)})
+        except (ValueError, AttributeError):  # Not the layers this builder makes.
+            pass
+    wanted = _structure(model)
+    for kwargs in candidates:
+        try:
+            resolved = resolve_arguments(name, kwargs)
+            if _structure(build_model(name, **resolved)) == wanted:
+                return resolved
+        except ValueError:
+            continue
+    return None
+
+
 def _clip_to_unit(x):
     """Keeps outputs in [0, 1]; computed in float32 so mixed precision never leaks into outputs."""
     return keras.layers.ReLU(max_value=1.0, dtype="float32", name="clip_to_unit")(x)

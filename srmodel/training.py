@@ -398,6 +398,18 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         lock.unlink(missing_ok=True)
 
 
+def _with_recovered_arguments(settings: TrainSettings, model) -> TrainSettings:
+    """A resumed run records the arguments its checkpoint was built with, even if it predates them."""
+    from srmodel.architectures import recover_arguments
+
+    recovered = recover_arguments(settings.arch, model, settings.arch_kwargs)
+    if recovered is None:
+        print(f"Warning: could not tell which {settings.arch} arguments built this checkpoint; config.json will "
+              f"record the ones the run started with: {settings.arch_kwargs}", file=sys.stderr)
+        return settings
+    return replace(settings, arch_kwargs=recovered)
+
+
 def _train(settings: TrainSettings, resume: bool) -> Path:
     _configure_tensorflow(settings)
     import keras
@@ -447,6 +459,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         if resume:
             model = keras.saving.load_model(ckpt_dir / LAST_CHECKPOINT, safe_mode=True, compile=True)
             print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
+            settings = _with_recovered_arguments(settings, model)
+            state["settings"]["arch_kwargs"] = settings.arch_kwargs
         else:
             model = build_model(settings.arch, **settings.arch_kwargs)
             if settings.init_from:

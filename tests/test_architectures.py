@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from srmodel import build_model
-from srmodel.architectures import ARCHITECTURES, resolve_arguments, warm_start
+from srmodel.architectures import ARCHITECTURES, recover_arguments, resolve_arguments, warm_start
 
 
 def test_tutorial_parameter_count():
@@ -81,3 +81,13 @@ def test_warm_start_refuses_models_that_do_not_fit():
         warm_start(build_model("default", filters=16, blocks=2), trained)
     with pytest.raises(ValueError, match="'block1_conv1' is missing"):
         warm_start(build_model("default", filters=8, blocks=1), trained)
+
+
+def test_recover_arguments_reads_a_checkpoint_that_recorded_too_little():
+    # An older run recorded {} for a 3-block model; today's defaults would build another shape.
+    old = build_model("default", filters=8, blocks=3, block_size=2)
+    assert recover_arguments("default", old, {}) == {"filters": 8, "blocks": 3, "block_size": 2}
+    assert recover_arguments("default", old, {"filters": 8}) == {"filters": 8, "blocks": 3, "block_size": 2}
+    tutorial = build_model("tutorial-autoencoder")
+    assert recover_arguments("tutorial-autoencoder", tutorial, {}) == resolve_arguments("tutorial-autoencoder", {})
+    assert recover_arguments("default", tutorial, {}) is None  # Not a model `default` can build.

@@ -174,6 +174,10 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     trained = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True, compile=False)
     assert [layer.name for layer in published.layers] == [layer.name for layer in trained.layers]
     assert "block1_conv1" not in {layer.name for layer in published.layers}
+    # config.json and state.json describe the model that was trained, not today's defaults.
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"]["kwargs"] == {"filters": 8, "blocks": 1, "block_size": 2}
+    assert json.loads(state_path.read_text())["settings"]["arch_kwargs"] == config["architecture"]["kwargs"]
 
 
 def test_mirrored_strategy_on_two_logical_cpus_with_lfw_download(tmp_path):
