@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +78,30 @@ def test_speed_prints_table_and_writes_json(tiny_model, tmp_path):
     assert methods == {("bicubic", "-"), ("tiny", "enhancer"), ("tiny", "whole")}
     for result in payload["results"]:
         assert result["mp_per_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_validation_scores_each_source_of_a_runs_own_split(tiny_model, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    roots = [tmp_path / "faces", tmp_path / "photos"]
+    for root in roots:
+        root.mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    training = {"data": [str(r) for r in roots], "exclude": None, "val_split": 0.5, "seed": 0}
+    (run / "config.json").write_text(json.dumps({"training": training}), encoding="utf-8")
+    stdout = run_script("validation.py", "--run", str(run), "--model", f"tiny={tiny_model}", "--percents", "40", "60")
+    assert "| source | % | n | pixelated | bicubic | tiny |" in stdout
+    rows = [line for line in stdout.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert len(rows) == 4  # two sources × two percents; 8 files split in half
+    assert sum(int(row.split(" | ")[2]) for row in rows) == 2 * 4
+
+
+def test_validation_needs_a_training_folder(tmp_path):
+    command = [sys.executable, str(REPO_ROOT / "bench" / "validation.py"), "--run", str(tmp_path), "--model", "x=y"]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert "needs a finished training folder" in proc.stderr

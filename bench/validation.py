@@ -1,0 +1,82 @@
+"""Model selection without the benchmarks: PSNR / SSIM on a training run's own validation files.
+
+    python bench/validation.py --run runs/default --model a=runs/exp-a --model b=runs/exp-b
+
+`train.py` picks its best epoch on 80×80 centre crops, which mostly come from faces (LFW is 90 % of the
+files). To compare runs on general photos as well, without looking at Set14, B100 or any other benchmark,
+this script rebuilds the validation split of `--run` exactly as `train.py` made it (same `--data` folders,
+`--exclude` list, `--val-split` and `--seed`, read from its config.json; run it from the folder that
+training ran in, since those paths may be relative) and scores every model on those held-out files at full
+size, one row per `--data` source. The models must not have trained on those files: use runs whose
+config.json has the same data, split and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import common
+import numpy as np
+from quality import Tally, baseline_methods, make_case, model_methods, read_rgb
+
+
+def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
+    """The held-out files of the run, grouped by `--data` source, and the run's training settings."""
+    from srmodel.data import load_exclusions, scan_images, split_paths
+
+    config_file = run / "config.json"
+    try:
+        training = json.loads(config_file.read_text(encoding="utf-8"))["training"]
+        roots, exclude = training["data"], training.get("exclude")
+        val_split, seed = training["val_split"], training["seed"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"error: --run needs a finished training folder with a config.json. Received: {run} ({exc})")
+    missing = [root for root in roots if not Path(root).is_dir()]
+    if missing:
+        sys.exit(f"error: the run's --data folders are not here: {missing}. Run from where training ran.")
+    scan = scan_images(roots, load_exclusions(exclude))
+    _, val = split_paths(scan.paths, val_split, seed)
+    groups = {str(root): [p for p in val if Path(root) in p.parents] for root in roots}
+    return {root: paths for root, paths in groups.items() if paths}, training
+
+
+def evaluate(paths: list[Path], percent: float, methods: dict) -> dict[str, dict]:
+    tallies = {name: Tally() for name in methods}
+    for path in paths:
+        hr = read_rgb(path).astype(np.float32) / 255.0
+        case = make_case(hr, percent)
+        for name, method in methods.items():
+            tallies[name].add(hr, method(case))
+    return {name: tally.summary() for name, tally in tallies.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="training folder whose validation split to use")
+    parser.add_argument("--model", action="append", metavar="NAME=FOLDER", required=True,
+                        help="model folder to score (repeatable)")
+    parser.add_argument("--percents", nargs="+", type=float, default=[40.0], help="pixelation percents")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N files of each source")
+    args = parser.parse_args(argv)
+    groups, training = validation_files(args.run)
+    notes: list[str] = []
+    methods = {**baseline_methods(), **model_methods(common.parse_model_specs(args.model), notes)}
+    names = list(methods)
+    print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}")
+    print("\n| source | % | n | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for root, paths in groups.items():
+        for percent in args.percents:
+            summary = evaluate(paths[: args.limit], percent, methods)
+            cells = " | ".join(f"{summary[n]['psnr']:.2f} / {summary[n]['ssim']:.4f}" for n in names)
+            print(f"| {root} | {percent:g} | {summary[names[0]]['images']} | {cells} |", flush=True)
+    for note in notes:
+        print(f"Note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
