@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder to score (repeatable)")
     parser.add_argument("--percents", nargs="+", type=float, default=[40.0], help="pixelation percents")
     parser.add_argument("--limit", type=int, default=None, help="only the first N files of each source")
+    parser.add_argument("--source", action="append", metavar="TEXT",
+                        help="only the --data sources whose path contains TEXT (repeatable; default: all)")
     args = parser.parse_args(argv)
     groups, training = validation_files(args.run)
     notes: list[str] = []
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}")
     print("\n| source | % | n | " + " | ".join(names) + " |")
     print("|---|---:|---:|" + "---:|" * len(names))
+    if args.source:
+        groups = {root: paths for root, paths in groups.items() if any(text in root for text in args.source)}
+        if not groups:
+            sys.exit(f"error: no --data source of the run matches --source {args.source}")
     for root, paths in groups.items():
         for percent in args.percents:
             summary = evaluate(paths[: args.limit], percent, methods)
