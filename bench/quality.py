@@ -17,7 +17,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,13 +168,12 @@ def iter_images(key: str, data_root: Path, limit: int | None, lfw80_resize: str)
         yield load_hr(key, path, lfw80_resize)
 
 
-def evaluate_set(
-    key: str, percents: list[float], methods: dict[str, Method], data_root: Path, limit: int | None,
-    lfw80_resize: str = "pil-bilinear",
-) -> list[dict]:
-    """One result row per percent: mean PSNR / SSIM of every method over the set's images."""
+def tally_images(
+    images: Iterable[np.ndarray], percents: list[float], methods: dict[str, Method]
+) -> dict[float, dict[str, Tally]]:
+    """Every method on every HR image at every percent (each image is read once); tallies by percent, method."""
     tallies = {p: {name: Tally() for name in methods} for p in percents}
-    for hr in iter_images(key, data_root, limit, lfw80_resize):
+    for hr in images:
         for percent in percents:
             case = make_case(hr, percent)
             for name, method in methods.items():
@@ -182,6 +181,15 @@ def evaluate_set(
                 output = method(case)
                 tallies[percent][name].seconds += time.perf_counter() - start
                 tallies[percent][name].add(hr, output)
+    return tallies
+
+
+def evaluate_set(
+    key: str, percents: list[float], methods: dict[str, Method], data_root: Path, limit: int | None,
+    lfw80_resize: str = "pil-bilinear",
+) -> list[dict]:
+    """One result row per percent: mean PSNR / SSIM of every method over the set's images."""
+    tallies = tally_images(iter_images(key, data_root, limit, lfw80_resize), percents, methods)
     rows = []
     for percent in percents:
         summaries = {name: tally.summary() for name, tally in tallies[percent].items()}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from quality import Tally, baseline_methods, make_case, model_methods, read_rgb
+from quality import baseline_methods, model_methods, read_rgb, tally_images
 
 
 def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
@@ -43,16 +43,6 @@ def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
     return {root: paths for root, paths in groups.items() if paths}, training
 
 
-def evaluate(paths: list[Path], percent: float, methods: dict) -> dict[str, dict]:
-    tallies = {name: Tally() for name in methods}
-    for path in paths:
-        hr = read_rgb(path).astype(np.float32) / 255.0
-        case = make_case(hr, percent)
-        for name, method in methods.items():
-            tallies[name].add(hr, method(case))
-    return {name: tally.summary() for name, tally in tallies.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training folder whose validation split to use")
@@ -64,19 +54,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the --data sources whose path contains TEXT (repeatable; default: all)")
     args = parser.parse_args(argv)
     groups, training = validation_files(args.run)
+    if args.source:  # before the models load: a typo fails in seconds
+        groups = {root: paths for root, paths in groups.items() if any(text in root for text in args.source)}
+        if not groups:
+            sys.exit(f"error: no --data source of the run matches --source {args.source}")
     notes: list[str] = []
     methods = {**baseline_methods(), **model_methods(common.parse_model_specs(args.model), notes)}
     names = list(methods)
     print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}")
     print("\n| source | % | n | " + " | ".join(names) + " |")
     print("|---|---:|---:|" + "---:|" * len(names))
-    if args.source:
-        groups = {root: paths for root, paths in groups.items() if any(text in root for text in args.source)}
-        if not groups:
-            sys.exit(f"error: no --data source of the run matches --source {args.source}")
     for root, paths in groups.items():
-        for percent in args.percents:
-            summary = evaluate(paths[: args.limit], percent, methods)
+        images = (read_rgb(path).astype(np.float32) / 255.0 for path in paths[: args.limit])
+        for percent, tallies in tally_images(images, args.percents, methods).items():
+            summary = {name: tally.summary() for name, tally in tallies.items()}
             cells = " | ".join(f"{summary[n]['psnr']:.2f} / {summary[n]['ssim']:.4f}" for n in names)
             print(f"| {root} | {percent:g} | {summary[names[0]]['images']} | {cells} |", flush=True)
     for note in notes:
