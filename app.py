@@ -6,6 +6,7 @@ Runs unchanged as a Hugging Face Space (`python app.py`). Options (flags win ove
   --port  / GRADIO_SERVER_PORT         default 7860
   --max-megapixels / SR_MAX_MEGAPIXELS largest accepted image, default 40
   --concurrency / SR_CONCURRENCY       requests processed at once, default 2
+  --precision / SRMODEL_PRECISION      auto (bfloat16 where the CPU computes it natively), float32 or bfloat16
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="reject larger images with a clear message (default 40)")
     parser.add_argument("--concurrency", type=int, default=env.get("SR_CONCURRENCY", "2"),
                         help="how many pixelate/enhance requests run at once (default 2)")
+    parser.add_argument("--precision", default=env.get("SRMODEL_PRECISION") or "auto",
+                        help="compute precision: auto, float32 or bfloat16 (default auto: bfloat16 on CPUs with "
+                             "native bfloat16 instructions, about 2x faster)")
     args = parser.parse_args(argv)
+    if args.precision not in ("auto", "float32", "bfloat16"):
+        parser.error(f"--precision must be auto, float32 or bfloat16, got {args.precision!r}")
     if args.max_megapixels <= 0:
         parser.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     if args.concurrency < 1:
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from srmodel.errors import ModelLoadError
 
     try:
-        serving = load_serving_model(args.model)
+        serving = load_serving_model(args.model, args.precision)
     except ModelLoadError as exc:
         print(f"error: could not load any model: {exc}", file=sys.stderr)
         return 1

@@ -77,22 +77,31 @@ def available_models(models: list[tuple[str, Path]], notes: list[str]) -> list[t
     return kept
 
 
-def load_model_runner(folder: Path, mode: str = "enhancer") -> Runner:
-    """float32 H×W×3 in [0, 1] -> restored image, through the Enhancer (tiled) or one whole pass."""
+def load_model_runner(folder: Path, mode: str = "enhancer", precision: str | None = None) -> Runner:
+    """float32 H×W×3 in [0, 1] -> restored image, through the Enhancer (tiled) or one whole pass.
+
+    `precision` as in `srmodel.inference.Enhancer`: auto, float32 or bfloat16 (None: $SRMODEL_PRECISION).
+    """
     from srmodel.folder import load_model_folder
+    from srmodel.precision import cast_model, resolve_precision
 
     model, config, metrics = load_model_folder(folder)
     if mode == "enhancer":
-        try:
-            from srmodel.inference import Enhancer
-        except ImportError:
-            mode = "whole"
-        else:
-            enhancer = Enhancer(model, config=config, metrics=metrics, info={"source": str(folder)})
-            return enhancer.enhance
+        from srmodel.inference import Enhancer
+
+        enhancer = Enhancer(model, config=config, metrics=metrics, info={"source": str(folder)}, precision=precision)
+        return enhancer.enhance
     if mode != "whole":
         raise ValueError(f"Unknown mode. Expected 'enhancer' or 'whole'. Received: mode={mode!r}")
-    return _whole_image_runner(model)
+    resolved = resolve_precision(precision)
+    return _whole_image_runner(cast_model(model, resolved) if resolved != "float32" else model)
+
+
+def resolved_precision(precision: str | None) -> str:
+    """What `precision` means on this machine (loads TensorFlow to look for a GPU)."""
+    from srmodel.precision import resolve_precision
+
+    return resolve_precision(precision)
 
 
 def _whole_image_runner(model) -> Runner:

@@ -134,10 +134,10 @@ def baseline_methods() -> dict[str, Method]:
     }
 
 
-def model_methods(models: list[tuple[str, Path]], notes: list[str]) -> dict[str, Method]:
+def model_methods(models: list[tuple[str, Path]], notes: list[str], precision: str | None = None) -> dict[str, Method]:
     methods: dict[str, Method] = {}
     for name, folder in common.available_models(models, notes):
-        runner = common.load_model_runner(folder, "enhancer")
+        runner = common.load_model_runner(folder, "enhancer", precision)
         methods[name] = lambda case, run=runner: run(case.pixelated)
     return methods
 
@@ -309,6 +309,12 @@ def save_samples(path: Path, samples: list[Sample], titles: list[str]) -> None:
 # ----------------------------------------------------------------------------------------- main
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                        help="model compute precision, as the product runs it (default: $SRMODEL_PRECISION or auto: "
+                             "bfloat16 on CPUs that compute it natively, else float32)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_data_root_argument(parser)
@@ -323,6 +329,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "issue's LFW80 baselines) or cv2 INTER_LINEAR (aliased, about 2 dB lower for every method)")
     parser.add_argument("--no-models", action="store_true", help="baselines and peers only")
     parser.add_argument("--no-peers", action="store_true", help="leave out the OpenCV dnn_superres peers")
+    add_precision_argument(parser)
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "quality.json", help="JSON output path")
     parser.add_argument("--samples", type=Path, default=None,
                         help="also write a picture of crops (e.g. docs/comparison.png)")
@@ -338,9 +345,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_methods(args: argparse.Namespace, data_root: Path, notes: list[str]) -> dict[str, Method]:
     """pixelated, bicubic, the model folders that exist, then the peers (when available)."""
     models = [] if args.no_models else common.parse_model_specs(args.model)
-    methods = {**baseline_methods(), **model_methods(models, notes)}
+    methods = {**baseline_methods(), **model_methods(models, notes, args.precision)}
     methods.update(peer_methods(data_root, not args.no_peers, notes))
     return methods
+
+
+def models_in(methods: dict[str, Method]) -> bool:
+    return any(name not in ("pixelated", "bicubic") and name not in common.PEERS for name in methods)
 
 
 def run_sets(
@@ -375,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": "mean per-image PSNR (dB) / SSIM, RGB in [0, 1], full-size images, srmodel.pixelate",
         "lfw80_resize": args.lfw80_resize, "methods": list(methods), "notes": notes, "limit": args.limit,
         "elapsed_s": round(elapsed, 1), "set_seconds": set_seconds, "python": platform.python_version(),
-        "opencv": cv2.__version__, "results": rows,
+        "opencv": cv2.__version__, "precision": common.resolved_precision(args.precision) if models_in(methods) else None,
+        "results": rows,
     })
     print(f"\nWrote {args.json} ({elapsed:.0f} s)")
     if args.samples:

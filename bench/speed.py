@@ -3,7 +3,10 @@
     python bench/speed.py                                   # bundled models, 256² 512² 2048²
     python bench/speed.py --model mine=runs/exp1 --sizes 256 1024 --repeats 3
 
-Every (method, mode, size) runs in its own child process, so the peak RSS of one never leaks into
+Models are timed in float32 and in the precision `auto` picks (bfloat16 on CPUs that compute it
+natively, see srmodel/precision.py); `--precision` chooses others.
+
+Every (method, mode, precision, size) runs in its own child process, so the peak RSS of one never leaks into
 another. A child builds its input (a random image pixelated at 40 %), runs the method once to warm
 up, then times up to --repeats runs (fewer when one run is slow: see --budget-s) and reports the
 median. Throughput counts output megapixels (size² / 1e6) per second, batch 1.
@@ -57,7 +60,7 @@ def make_workload(job: dict, data_root: Path) -> Callable[[], object]:
     if job["kind"] == "peer":
         upscale = common.load_peer(job["name"], data_root)
         return lambda: upscale(small, (size, size))
-    runner = common.load_model_runner(Path(job["folder"]), job["mode"])
+    runner = common.load_model_runner(Path(job["folder"]), job["mode"], job["precision"])
     return lambda: runner(pixelated)
 
 
@@ -95,6 +98,10 @@ def peak_rss_mb() -> float:
 
 
 def run_child(job: dict, data_root: Path, repeats: int, budget_s: float) -> dict:
+    if job["kind"] == "model":
+        job = {**job, "precision": common.resolved_precision(job["precision"])}
+        if job["precision"] in job.pop("measured_elsewhere", ()):
+            return {**job, "skipped": f"auto means {job['precision']} here, which is timed already"}
     work = make_workload(job, data_root)
     load_rss = peak_rss_mb()
     times = time_workload(work, repeats, budget_s)
@@ -107,14 +114,23 @@ def run_child(job: dict, data_root: Path, repeats: int, budget_s: float) -> dict
 # -------------------------------------------------------------------------------------- parent
 
 
-def plan_jobs(models: list[tuple[str, Path]], peers: list[str], sizes: list[int], whole_max: int) -> list[dict]:
-    """Every (method, mode, size) to measure: tiled Enhancer at all sizes, whole pass up to whole_max."""
+def plan_jobs(models: list[tuple[str, Path]], peers: list[str], sizes: list[int], whole_max: int,
+              precisions: list[str] = ("float32", "auto")) -> list[dict]:
+    """Every (method, mode, precision, size) to measure: tiled Enhancer at all sizes, whole pass up to whole_max.
+
+    "auto" is resolved in the child (it needs TensorFlow); where it means a precision that is also
+    asked for explicitly, the child skips it instead of timing the same thing twice.
+    """
     jobs = [{"method": "bicubic", "kind": "bicubic", "mode": "-", "size": s} for s in sizes]
     jobs += [{"method": p, "kind": "peer", "name": p, "mode": "-", "size": s} for p in peers for s in sizes]
+    explicit = [p for p in dict.fromkeys(precisions) if p != "auto"]
     for name, folder in models:
         for mode in ("enhancer", "whole"):
-            jobs += [{"method": name, "kind": "model", "folder": str(folder), "mode": mode, "size": s}
-                     for s in sizes if mode == "enhancer" or s <= whole_max]
+            for precision in dict.fromkeys(precisions):
+                extra = {"measured_elsewhere": explicit} if precision == "auto" else {}
+                jobs += [{"method": name, "kind": "model", "folder": str(folder), "mode": mode,
+                          "precision": precision, "size": s, **extra}
+                         for s in sizes if mode == "enhancer" or s <= whole_max]
     return jobs
 
 
@@ -133,7 +149,8 @@ def spawn(job: dict, args: argparse.Namespace) -> dict:
 def label(result: dict) -> str:
     if result["kind"] != "model":
         return result["method"]
-    return f"{result['method']} ({'tiled Enhancer' if result['mode'] == 'enhancer' else 'whole image'})"
+    mode = "tiled Enhancer" if result["mode"] == "enhancer" else "whole image"
+    return f"{result['method']} ({mode}, {result['precision']})"
 
 
 def format_cell(result: dict | None) -> str:
@@ -151,7 +168,8 @@ def format_table(results: list[dict], sizes: list[int]) -> str:
     """Markdown: one row per method (and mode), one column per input size."""
     rows: dict[str, dict[int, dict]] = {}
     for result in results:
-        rows.setdefault(label(result), {})[result["size"]] = result
+        if "skipped" not in result:
+            rows.setdefault(label(result), {})[result["size"]] = result
     header = ["method"] + [f"{s}×{s}" for s in sizes]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(sizes)]
     for name, by_size in rows.items():
@@ -181,6 +199,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fewer timed runs when the warm-up run says they would take longer than this")
     parser.add_argument("--whole-max", type=int, default=512,
                         help="largest size also timed as one whole-image model call (bigger: tiled only)")
+    parser.add_argument("--precision", action="append", choices=["auto", "float32", "bfloat16"],
+                        help="model compute precision (repeatable; default: float32 and auto, i.e. bfloat16 too "
+                             "where the CPU computes it natively)")
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "speed.json", help="JSON output path")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -201,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     models = [] if args.no_models else common.available_models(common.parse_model_specs(args.model), notes)
     start = time.perf_counter()
     results = []
-    for job in plan_jobs(models, peers, args.sizes, args.whole_max):
+    for job in plan_jobs(models, peers, args.sizes, args.whole_max, args.precision or ["float32", "auto"]):
         results.append(spawn(job, args))
-        print(f"[{label(job)} {job['size']}²: {format_cell(results[-1])}]", file=sys.stderr, flush=True)
+        result = results[-1]
+        cell = result.get("skipped") or format_cell(result)
+        print(f"[{label(result)} {job['size']}²: {cell}]", file=sys.stderr, flush=True)
     gpus = next((r["gpus"] for r in results if "gpus" in r), [])
     device = {"cpu": common.cpu_description(), "gpus": gpus}
     print(f"Device: {device['cpu']}; GPU: {', '.join(gpus) if gpus else 'none'}\n")

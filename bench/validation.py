@@ -20,7 +20,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from quality import baseline_methods, model_methods, read_rgb, tally_images
+from quality import add_precision_argument, baseline_methods, model_methods, read_rgb, tally_images
 
 
 def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N files of each source")
     parser.add_argument("--source", action="append", metavar="TEXT",
                         help="only the --data sources whose path contains TEXT (repeatable; default: all)")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     groups, training = validation_files(args.run)
     if args.source:  # before the models load: a typo fails in seconds
@@ -59,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if not groups:
             sys.exit(f"error: no --data source of the run matches --source {args.source}")
     notes: list[str] = []
-    methods = {**baseline_methods(), **model_methods(common.parse_model_specs(args.model), notes)}
+    methods = {**baseline_methods(), **model_methods(common.parse_model_specs(args.model), notes, args.precision)}
     names = list(methods)
-    print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}")
+    print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}; "
+          f"models computed in {common.resolved_precision(args.precision)}")
     print("\n| source | % | n | " + " | ".join(names) + " |")
     print("|---|---:|---:|" + "---:|" * len(names))
     for root, paths in groups.items():

@@ -119,7 +119,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
         )(x)
 
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    padded = PadToMultiple(4, name="pad_to_multiple")(inputs)
+    padded = PadToMultiple(4, dtype="float32", name="pad_to_multiple")(inputs)
     l1 = conv(64, padded)
     l2 = conv(64, l1)
     l3 = keras.layers.MaxPooling2D(padding="same")(l2)
@@ -136,7 +136,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
     l14 = conv(64, l13)
     l15 = keras.layers.Add()([l14, l2])
     decoded = conv(3, l15)
-    cropped = CropToMatch(name="crop_to_input")([decoded, inputs])
+    cropped = CropToMatch(dtype="float32", name="crop_to_input")([decoded, inputs])
     return keras.Model(inputs, _clip_to_unit(cropped), name="tutorial_autoencoder")
 
 
@@ -154,7 +154,9 @@ def build_default(filters: int = 32, blocks: int = 8, block_size: int = 2) -> ke
             f"Received: filters={filters}, blocks={blocks}, block_size={block_size}"
         )
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    padded = PadToMultiple(block_size, name="pad_to_multiple")(inputs)
+    # The input, the global residual and everything after it stay float32 under a mixed-precision
+    # policy: only the correction is computed in 16 bits, never the image it is added to.
+    padded = PadToMultiple(block_size, dtype="float32", name="pad_to_multiple")(inputs)
     x = SpaceToDepth(block_size, name="space_to_depth")(padded) if block_size > 1 else padded
     x = keras.layers.Conv2D(filters, 3, padding="same", name="head")(x)
     head = x
@@ -168,8 +170,8 @@ def build_default(filters: int = 32, blocks: int = 8, block_size: int = 2) -> ke
     x = keras.layers.Conv2D(3 * block_size * block_size, 3, padding="same", kernel_initializer="zeros", name="tail")(x)
     if block_size > 1:
         x = DepthToSpace(block_size, name="depth_to_space")(x)
-    x = keras.layers.Add(name="global_residual")([x, padded])
-    x = CropToMatch(name="crop_to_input")([x, inputs])
+    x = keras.layers.Add(dtype="float32", name="global_residual")([x, padded])
+    x = CropToMatch(dtype="float32", name="crop_to_input")([x, inputs])
     return keras.Model(inputs, _clip_to_unit(x), name="srmodel_default")
 
 

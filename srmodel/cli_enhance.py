@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srmodel.images import FORMATS
+from srmodel.precision import PRECISIONS
 
 PIXELATED_TAG = ".pixelated"
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
@@ -82,6 +83,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--tile-size", type=_positive_tile, default=512, metavar="N", help="tile side in pixels; smaller uses less memory (default: 512)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="compute precision: auto picks bfloat16 on CPUs that compute it natively (about 2x faster), "
+        "else float32 (default: $SRMODEL_PRECISION, or auto)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -134,11 +142,11 @@ def pixelated_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}{PIXELATED_TAG}{target.suffix}")
 
 
-def _load_enhancer(source: str | None):
+def _load_enhancer(source: str | None, precision: str | None = None):
     """Imported lazily: loading TensorFlow is slow and `--help` should not wait for it."""
     from srmodel.hub import load_enhancer
 
-    return load_enhancer(source)
+    return load_enhancer(source, precision=precision)
 
 
 def _process(enhancer, job: Job, pixelate_percent: float | None) -> None:
@@ -166,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        enhancer = _load_enhancer(args.model)
+        enhancer = _load_enhancer(args.model, args.precision)
         enhancer.tile_size = args.tile_size
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)

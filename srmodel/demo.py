@@ -46,7 +46,7 @@ class ServingModel:
     notice: str | None = None
 
 
-def load_serving_model(source: str | None) -> ServingModel:
+def load_serving_model(source: str | None, precision: str | None = None) -> ServingModel:
     """Loads `source` once at start-up, falling back to the bundled default if that fails.
 
     A Space whose Hub model is briefly unreachable should still serve something, and say so.
@@ -54,9 +54,9 @@ def load_serving_model(source: str | None) -> ServingModel:
     from srmodel.hub import load_enhancer
 
     if not source:
-        return ServingModel(load_enhancer(None), None)
+        return ServingModel(load_enhancer(None, precision), None)
     try:
-        return ServingModel(load_enhancer(source), source)
+        return ServingModel(load_enhancer(source, precision), source)
     except Exception as exc:  # noqa: BLE001  (Hub, network and IO failures all mean "fall back")
         log.warning("Could not load model %r (%s); falling back to the bundled default.", source, exc)
         notice = (
@@ -64,7 +64,7 @@ def load_serving_model(source: str | None) -> ServingModel:
             f"({type(exc).__name__}: {str(exc)[:300]}). Serving the bundled default model instead."
         )
         try:
-            return ServingModel(load_enhancer(None), source, notice)
+            return ServingModel(load_enhancer(None, precision), source, notice)
         except ModelLoadError as fallback_exc:
             raise ModelLoadError(
                 f"Could not load {source!r} ({exc}), nor the bundled default model ({fallback_exc})"
@@ -131,6 +131,8 @@ def model_markdown(info: dict) -> str:
         f"**Serving:** {model_origin(info)}  ",
         f"**Architecture:** `{info.get('architecture') or 'unknown'}`",
     ]
+    if info.get("precision"):
+        lines[-1] += f"  \n**Compute precision:** {info['precision']}"
     validation = (info.get("metrics") or {}).get("validation") or {}
     rows = [(label, validation.get(key)) for key, label in
             (("model", "Model"), ("pixelated", "Pixelated input"), ("bicubic", "Bicubic upscaling"))]

@@ -303,13 +303,14 @@ def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:
     return model, config, metrics, info
 
 
-def load_enhancer(source: str | None = None) -> Enhancer:
+def load_enhancer(source: str | None = None, precision: str | None = None) -> Enhancer:
     """Loads an `Enhancer` from the bundled model (None), a local folder, or a Hub repo 'user/name[@revision]'.
 
     Hub downloads fetch only model.keras, config.json and metrics.json into the normal HF cache, so later
     loads and `HF_HUB_OFFLINE=1` work without the network. Any failure raises `ModelLoadError`.
+    `precision`: see `Enhancer` ("auto", "float32", "bfloat16"; None reads $SRMODEL_PRECISION).
     """
     from srmodel.inference import Enhancer
 
     model, config, metrics, info = load_parts(source)
-    return Enhancer(model, config=config, metrics=metrics, info=info)
+    return Enhancer(model, config=config, metrics=metrics, info=info, precision=precision)

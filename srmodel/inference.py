@@ -96,6 +96,9 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
 class Enhancer:
     """Restores images with a Keras model: any size (tiled), gray/RGB/RGBA, uint8/uint16/float.
 
+    `precision` is "auto" (bfloat16 on CPUs that compute it natively, else float32), "float32" or
+    "bfloat16"; None reads $SRMODEL_PRECISION (see `srmodel.precision`).
+
     Thread-safe: the model runs through one traced `tf.function` and `enhance` keeps no state on
     the object, so a web demo may call it from several threads at once.
     """
@@ -109,10 +112,16 @@ class Enhancer:
         info: dict | None = None,
         tile_size: int = 512,
         tile_margin: int = 48,
+        precision: str | None = None,
     ):
         import tensorflow as tf
 
+        from srmodel.precision import cast_model, resolve_precision
+
         self.model = model
+        self.precision = resolve_precision(precision)
+        # The stored model stays float32; a bfloat16 twin computes where the CPU makes that faster.
+        network = cast_model(model, "bfloat16") if self.precision == "bfloat16" else model
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.tile_size = tile_size
@@ -122,16 +131,17 @@ class Enhancer:
         self._info: dict[str, Any] = {"source": None, "revision": None, **(info or {})}
         self._info["architecture"] = arch_name if arch_name is not None else self._info.get("architecture")
         self._info["metrics"] = self.metrics
+        self._info["precision"] = self.precision
         # One signature with unknown sizes: every tile shape reuses the same graph (no retracing).
         # Tracing happens here, once, rather than racing in the first concurrent calls.
         self._run = tf.function(
-            lambda x: model(x, training=False),
+            lambda x: network(x, training=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
         ).get_concrete_function()
 
     @property
     def info(self) -> dict[str, Any]:
-        """Where the model came from: source, revision, architecture name and metrics (a copy)."""
+        """Where the model came from: source, revision, architecture name, metrics, precision (a copy)."""
         return copy.deepcopy(self._info)
 
     @property
@@ -198,6 +208,6 @@ class Enhancer:
     def __repr__(self) -> str:
         return (
             f"Enhancer(architecture={self._info.get('architecture')!r}, source={self._info.get('source')!r}, "
-            f"tile_size={self._tile_size}, tile_margin={self._tile_margin})"
+            f"precision={self.precision!r}, tile_size={self._tile_size}, tile_margin={self._tile_margin})"
         )
 

@@ -38,7 +38,7 @@ def quiet_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **extra)
-    for key in ("SR_MODEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "SR_MAX_MEGAPIXELS"):
+    for key in ("SR_MODEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "SR_MAX_MEGAPIXELS", "SRMODEL_PRECISION"):
         env.pop(key, None)
     return env
 

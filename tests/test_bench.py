@@ -68,16 +68,31 @@ def test_quality_exits_clearly_without_data(tmp_path):
 
 def test_speed_prints_table_and_writes_json(tiny_model, tmp_path):
     out_json = tmp_path / "speed.json"
-    stdout = run_script("speed.py", "--sizes", "32", "--repeats", "1", "--no-peers",
-                        "--model", f"tiny={tiny_model}", "--json", str(out_json))
+    stdout = run_script("speed.py", "--sizes", "32", "--repeats", "1", "--no-peers", "--precision", "float32",
+                        "--precision", "bfloat16", "--model", f"tiny={tiny_model}", "--json", str(out_json))
     assert "Device:" in stdout
     assert "| method | 32×32 |" in stdout
-    assert "| tiny (tiled Enhancer) |" in stdout and "| tiny (whole image) |" in stdout
+    for row in ("tiny (tiled Enhancer, float32)", "tiny (whole image, float32)",
+                "tiny (tiled Enhancer, bfloat16)", "tiny (whole image, bfloat16)"):
+        assert f"| {row} |" in stdout
     payload = json.loads(out_json.read_text())
-    methods = {(r["method"], r["mode"]) for r in payload["results"]}
-    assert methods == {("bicubic", "-"), ("tiny", "enhancer"), ("tiny", "whole")}
+    methods = {(r["method"], r["mode"], r.get("precision")) for r in payload["results"]}
+    assert methods == {("bicubic", "-", None)} | {
+        ("tiny", mode, precision) for mode in ("enhancer", "whole") for precision in ("float32", "bfloat16")}
     for result in payload["results"]:
         assert result["mp_per_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_speed_times_auto_precision_once(tiny_model, tmp_path):
+    out_json = tmp_path / "speed.json"
+    stdout = run_script("speed.py", "--sizes", "32", "--repeats", "1", "--no-peers", "--whole-max", "0",
+                        "--model", f"tiny={tiny_model}", "--json", str(out_json))  # default: float32 and auto
+    timed = [r for r in json.loads(out_json.read_text())["results"] if r["method"] == "tiny"]
+    skipped = [r for r in timed if "skipped" in r]
+    measured = [r["precision"] for r in timed if "skipped" not in r]
+    assert "float32" in measured and len(measured) == len(set(measured))  # auto = float32 here is not re-timed
+    assert len(skipped) + len(measured) == 2 and all(r["precision"] == "float32" for r in skipped)
+    assert stdout.count("| tiny (tiled Enhancer,") == len(measured)
 
 
 def test_validation_scores_each_source_of_a_runs_own_split(tiny_model, tmp_path):

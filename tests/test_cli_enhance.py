@@ -30,8 +30,9 @@ def fake(monkeypatch):
     enhancer = FakeEnhancer()
     loaded = []
 
-    def load(source):
+    def load(source, precision=None):
         loaded.append(source)
+        enhancer.precision = precision
         return enhancer
 
     monkeypatch.setattr(cli_enhance, "_load_enhancer", load)
@@ -74,6 +75,16 @@ def test_folder_with_corrupt_file(tmp_path, fake, capsys):
     np.testing.assert_array_equal(rgba[..., 3], _image(2, (12, 16, 4))[..., 3])
 
 
+def test_precision_is_passed_on_and_checked(tmp_path, fake, capsys):
+    write_image(tmp_path / "photo.png", _image(5))
+    assert run([str(tmp_path / "photo.png"), "--out", str(tmp_path / "out"), "--precision", "float32"]) == 0
+    assert fake.precision == "float32"
+    with pytest.raises(SystemExit) as exit_info:
+        run([str(tmp_path / "photo.png"), "--out", str(tmp_path / "out"), "--precision", "half"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
 def test_files_and_pixelate(tmp_path, fake, capsys):
     write_image(tmp_path / "photo.png", _image(3, (20, 20, 3)))
     out = tmp_path / "out"
@@ -109,7 +120,7 @@ def test_no_inputs_is_usage_error(tmp_path, fake, capsys):
 
 
 def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
-    def fail(source):
+    def fail(source, precision=None):
         raise ModelLoadError(f"Model folder not found: {source}")
 
     monkeypatch.setattr(cli_enhance, "_load_enhancer", fail)
@@ -131,7 +142,7 @@ def test_real_model_end_to_end(tmp_path, monkeypatch):
     from srmodel.architectures import build_model
     from srmodel.inference import Enhancer
 
-    monkeypatch.setattr(cli_enhance, "_load_enhancer", lambda source: Enhancer(build_model("default")))
+    monkeypatch.setattr(cli_enhance, "_load_enhancer", lambda source, precision=None: Enhancer(build_model("default")))
     write_image(tmp_path / "in" / "g.png", _image(7, (30, 41, 3))[..., 0])
     write_image(tmp_path / "in" / "t.webp", _image(8, (30, 41, 4)))
     assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile-size", "16"]) == 0

@@ -31,7 +31,7 @@ def fake_hub(monkeypatch):
     """load_enhancer that serves the bundled model and fails for every Hub repo."""
     import srmodel.hub
 
-    def load_enhancer(source=None):
+    def load_enhancer(source=None, precision=None):
         if source is None:
             return FakeEnhancer({"source": "bundled", "path": "bundled"})
         raise ModelLoadError(f"Could not reach the Hugging Face Hub while downloading {source}")
@@ -52,7 +52,7 @@ def test_no_fallback_notice_for_the_default_model(fake_hub):
 def test_fallback_failure_names_both_problems(monkeypatch):
     import srmodel.hub
 
-    def broken(source=None):
+    def broken(source=None, precision=None):
         raise ModelLoadError("bundled model is missing" if source is None else "hub is down")
 
     monkeypatch.setattr(srmodel.hub, "load_enhancer", broken)
@@ -100,3 +100,23 @@ def test_as_unit_float_drops_alpha_and_scales():
     rgba = np.full((2, 2, 4), 65535, np.uint16)
     out = demo.as_unit_float(rgba)
     assert out.shape == (2, 2, 3) and out.dtype == np.float32 and np.allclose(out, 1.0)
+
+
+def test_app_precision_option(monkeypatch, capsys):
+    import app
+
+    monkeypatch.delenv("SRMODEL_PRECISION", raising=False)
+    assert app.parse_args([]).precision == "auto"
+    monkeypatch.setenv("SRMODEL_PRECISION", "float32")
+    assert app.parse_args([]).precision == "float32"
+    assert app.parse_args(["--precision", "bfloat16"]).precision == "bfloat16"  # the flag wins
+    monkeypatch.setenv("SRMODEL_PRECISION", "half")
+    with pytest.raises(SystemExit) as exit_info:
+        app.parse_args([])
+    assert exit_info.value.code == 2
+    assert "--precision must be auto, float32 or bfloat16, got 'half'" in capsys.readouterr().err
+
+
+def test_model_panel_names_the_compute_precision():
+    text = demo.model_markdown({"source": "bundled", "architecture": "default", "precision": "bfloat16"})
+    assert "**Compute precision:** bfloat16" in text

@@ -12,6 +12,15 @@ from srmodel.inference import Enhancer
 TOL = 1 / 255 + 1e-6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def float32_compute():
+    """Tiling and layouts are checked in float32, with exact tolerances; a random-weight network
+    amplifies bfloat16 rounding far beyond a trained one, whose bfloat16 error tests/test_precision.py measures."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SRMODEL_PRECISION", "float32")
+        yield
+
+
 @pytest.fixture(scope="module")
 def model():
     """The default architecture with seeded random weights everywhere (its tail starts at zero,
@@ -160,7 +169,8 @@ def test_info_has_architecture_and_metrics(model):
         info={"source": "user/repo", "revision": "abc"},
     )
     info = enhancer.info
-    assert info == {"source": "user/repo", "revision": "abc", "architecture": "default", "metrics": {"psnr": 30.0}}
+    assert info == {"source": "user/repo", "revision": "abc", "architecture": "default", "metrics": {"psnr": 30.0},
+                    "precision": "float32"}  # from $SRMODEL_PRECISION, set above
     info["source"] = "changed"
     assert enhancer.info["source"] == "user/repo"
 

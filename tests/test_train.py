@@ -123,6 +123,23 @@ def test_float32_copy_is_the_trained_model_without_mixed_precision(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(copy(x)), atol=1e-6)
 
 
+def test_bfloat16_training_exports_a_float32_model(photos, tmp_path):
+    import keras
+
+    import srmodel  # noqa: F401
+    from srmodel.training import precision_policy
+
+    out = tmp_path / "run"
+    result = run_train("--data", str(photos), *TINY, "--mixed-precision", "bfloat16", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["training"]["mixed_precision"] == "bfloat16"
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert precision_policy(True) == "mixed_float16" and precision_policy(False) == "float32"
+    with pytest.raises(ValueError, match="Received: 'int8'"):
+        precision_policy("int8")
+
+
 def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
