@@ -93,6 +93,35 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
     return spans
 
 
+def context_margin(model, minimum: int = 48) -> int:
+    """Pixels of context a tile needs on each side so its kept centre equals a whole-image pass.
+
+    The sum, in input pixels, of every convolution's reach along the model's layers (scaled by the
+    resolution it runs at: space-to-depth and pooling enlarge a step, depth-to-space and upsampling
+    shrink it back) plus one grid cell per downsampling, which bounds the longest path through residual
+    and U-Net skips alike. Deeper models get wider margins; never below `minimum`.
+    """
+    import keras
+
+    from srmodel.layers import DepthToSpace, SpaceToDepth
+
+    scale, reach = 1.0, 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            reach += scale * layer.dilation_rate[0] * (layer.kernel_size[0] - 1) / 2
+        elif isinstance(layer, SpaceToDepth):
+            reach += scale * (layer.block - 1)
+            scale *= layer.block
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            reach += scale * (layer.pool_size[0] - 1)
+            scale *= layer.strides[0]
+        elif isinstance(layer, DepthToSpace):
+            scale /= layer.block
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            scale /= layer.size[0]
+    return _round_up(max(minimum, int(np.ceil(reach))), ALIGN)
+
+
 class Enhancer:
     """Restores images with a Keras model: any size (tiled), gray/RGB/RGBA, uint8/uint16/float.
 
@@ -111,7 +140,7 @@ class Enhancer:
         metrics: dict | None = None,
         info: dict | None = None,
         tile_size: int = 512,
-        tile_margin: int = 48,
+        tile_margin: int | None = None,
         precision: str | None = None,
     ):
         import tensorflow as tf
@@ -125,7 +154,7 @@ class Enhancer:
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.tile_size = tile_size
-        self.tile_margin = tile_margin
+        self.tile_margin = context_margin(model) if tile_margin is None else tile_margin
         arch = self.config.get("architecture")
         arch_name = arch.get("name") if isinstance(arch, dict) else arch
         self._info: dict[str, Any] = {"source": None, "revision": None, **(info or {})}

@@ -74,6 +74,29 @@ def test_without_margin_tiles_differ(model, whole):
     assert np.abs(seamy - whole.enhance(image)).max() > 5 / 255
 
 
+def test_deeper_models_get_wider_margins_and_still_tile_exactly():
+    import keras
+
+    from srmodel.architectures import build_model
+    from srmodel.inference import context_margin
+
+    assert context_margin(build_model("default", blocks=8), minimum=0) == 40  # 18 convs at half resolution
+    assert context_margin(build_model("tutorial-autoencoder"), minimum=0) == 24
+    deep = build_model("default", blocks=16)
+    rng = np.random.default_rng(1)
+    for layer in deep.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            shape = tuple(layer.kernel.shape)
+            layer.kernel.assign(rng.normal(0.0, 0.5 / np.sqrt(np.prod(shape[:3])), shape).astype("float32"))
+    tiled = Enhancer(deep, tile_size=64)
+    assert tiled.tile_margin == 72
+    image = _random((150, 203, 3), np.float32)
+    whole = Enhancer(deep, tile_size=4096).enhance(image)
+    exact = np.abs(tiled.enhance(image) - whole).max()
+    short = np.abs(Enhancer(deep, tile_size=64, tile_margin=24).enhance(image) - whole).max()
+    assert exact <= TOL and short > 10 * exact  # far context matters little, but it is not nothing
+
+
 def test_no_seams_on_flat_image(tiled):
     """A flat input gives a flat output up to the model's 2-pixel pixel-shuffle pattern: the
     result repeats with period 2 everywhere away from the border, so no line marks a tile edge."""
