@@ -27,6 +27,9 @@ PEERS = {
 }
 
 Runner = Callable[[np.ndarray], np.ndarray]
+# srmodel.precision.PRECISIONS, spelled out: bench parents and the bicubic/peer children of speed.py
+# never import srmodel (its package import loads TensorFlow). tests/test_bench.py keeps the two equal.
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up chatter out of the output.
 if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo root.

@@ -310,7 +310,7 @@ def save_samples(path: Path, samples: list[Sample], titles: list[str]) -> None:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+    parser.add_argument("--precision", choices=common.PRECISION_CHOICES, default=None,
                         help="model compute precision, as the product runs it (default: $SRMODEL_PRECISION or auto: "
                              "bfloat16 on CPUs that compute it natively, else float32)")
 

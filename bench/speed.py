@@ -199,7 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fewer timed runs when the warm-up run says they would take longer than this")
     parser.add_argument("--whole-max", type=int, default=512,
                         help="largest size also timed as one whole-image model call (bigger: tiled only)")
-    parser.add_argument("--precision", action="append", choices=["auto", "float32", "bfloat16"],
+    parser.add_argument("--precision", action="append", choices=common.PRECISION_CHOICES,
                         help="model compute precision (repeatable; default: float32 and auto, i.e. bfloat16 too "
                              "where the CPU computes it natively)")
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "speed.json", help="JSON output path")

@@ -83,6 +83,17 @@ def test_speed_prints_table_and_writes_json(tiny_model, tmp_path):
         assert result["mp_per_s"] > 0 and result["peak_rss_mb"] > 0
 
 
+def test_bench_precision_choices_are_the_librarys():
+    import importlib.util
+
+    from srmodel.precision import PRECISIONS
+
+    spec = importlib.util.spec_from_file_location("bench_common", REPO_ROOT / "bench" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert common.PRECISION_CHOICES == PRECISIONS
+
+
 def test_speed_times_auto_precision_once(tiny_model, tmp_path):
     out_json = tmp_path / "speed.json"
     stdout = run_script("speed.py", "--sizes", "32", "--repeats", "1", "--no-peers", "--whole-max", "0",
