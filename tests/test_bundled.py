@@ -41,3 +41,21 @@ def test_bundled_tutorial_autoencoder_loads():
     enhancer = srmodel.load_enhancer(str(folder))
     assert enhancer.info["architecture"] == "tutorial-autoencoder"
     assert enhancer.model.count_params() == 1_110_403
+
+
+def test_import_srmodel_is_enough_to_load_a_model_file_with_plain_keras():
+    # README promises this: `model.keras` loads with keras.saving.load_model(..., safe_mode=True)
+    # after `import srmodel`. A fresh interpreter, so no other test has registered the layers already.
+    import subprocess
+    import sys
+
+    code = (
+        "import srmodel, keras, sys; "
+        "m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False); print(m.count_params())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(BUNDLED_MODEL_DIR / "model.keras")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip().splitlines()[-1]) > 0
