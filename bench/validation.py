@@ -20,7 +20,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from quality import add_precision_argument, baseline_methods, model_methods, read_rgb, tally_images
+from quality import add_precision_argument, baseline_methods, model_methods, read_rgb, tally_images, write_json
 
 
 def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", action="append", metavar="TEXT",
                         help="only the --data sources whose path contains TEXT (repeatable; default: all)")
     add_precision_argument(parser)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the unrounded means here (selection rules can be finer than the table's 0.01 dB)")
     args = parser.parse_args(argv)
     groups, training = validation_files(args.run)
     if args.source:  # before the models load: a typo fails in seconds
@@ -66,14 +68,22 @@ def main(argv: list[str] | None = None) -> int:
           f"models computed in {common.resolved_precision(args.precision)}")
     print("\n| source | % | n | " + " | ".join(names) + " |")
     print("|---|---:|---:|" + "---:|" * len(names))
+    rows: list[dict] = []
     for root, paths in groups.items():
         images = (read_rgb(path).astype(np.float32) / 255.0 for path in paths[: args.limit])
         for percent, tallies in tally_images(images, args.percents, methods).items():
             summary = {name: tally.summary() for name, tally in tallies.items()}
             cells = " | ".join(f"{summary[n]['psnr']:.2f} / {summary[n]['ssim']:.4f}" for n in names)
             print(f"| {root} | {percent:g} | {summary[names[0]]['images']} | {cells} |", flush=True)
+            rows.append({"source": root, "percent": percent, "images": summary[names[0]]["images"],
+                         "methods": summary})
     for note in notes:
         print(f"Note: {note}")
+    if args.json:
+        write_json(args.json, {"run": str(args.run), "precision": common.resolved_precision(args.precision),
+                               "models": dict(spec.split("=", 1) for spec in args.model), "rows": rows,
+                               "notes": notes})
+        print(f"Wrote {args.json}")
     return 0
 
 

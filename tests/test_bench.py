@@ -124,8 +124,13 @@ def test_validation_scores_each_source_of_a_runs_own_split(tiny_model, tmp_path)
     rows = [line for line in stdout.splitlines() if line.startswith(f"| {tmp_path}")]
     assert len(rows) == 4  # two sources × two percents; 8 files split in half
     assert sum(int(row.split(" | ")[2]) for row in rows) == 2 * 4
-    only = run_script("validation.py", "--run", str(run), "--model", f"tiny={tiny_model}", "--source", "photos")
+    only = run_script("validation.py", "--run", str(run), "--model", f"tiny={tiny_model}", "--source", "photos",
+                      "--json", str(tmp_path / "v.json"))
     assert [line for line in only.splitlines() if line.startswith(f"| {tmp_path}")][0].startswith(f"| {roots[1]} | 40 |")
+    written = json.loads((tmp_path / "v.json").read_text())
+    assert [(r["source"], r["percent"], r["images"]) for r in written["rows"]] == [(str(roots[1]), 40.0, 2)]
+    cell = written["rows"][0]["methods"]["tiny"]
+    assert written["models"] == {"tiny": str(tiny_model)} and 0 < cell["psnr"] < 100 and 0 < cell["ssim"] <= 1
 
 
 def test_validation_needs_a_training_folder(tmp_path):
