@@ -86,7 +86,7 @@ def load_model_runner(folder: Path, mode: str = "enhancer", precision: str | Non
     `precision` as in `srmodel.inference.Enhancer`: auto, float32 or bfloat16 (None: $SRMODEL_PRECISION).
     """
     from srmodel.folder import load_model_folder
-    from srmodel.precision import cast_model, resolve_precision
+    from srmodel.precision import compute_model
 
     model, config, metrics = load_model_folder(folder)
     if mode == "enhancer":
@@ -96,8 +96,7 @@ def load_model_runner(folder: Path, mode: str = "enhancer", precision: str | Non
         return enhancer.enhance
     if mode != "whole":
         raise ValueError(f"Unknown mode. Expected 'enhancer' or 'whole'. Received: mode={mode!r}")
-    resolved = resolve_precision(precision)
-    return _whole_image_runner(cast_model(model, resolved) if resolved != "float32" else model)
+    return _whole_image_runner(compute_model(model, precision)[1])
 
 
 def resolved_precision(precision: str | None) -> str:

@@ -62,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if not groups:
             sys.exit(f"error: no --data source of the run matches --source {args.source}")
     notes: list[str] = []
-    methods = {**baseline_methods(), **model_methods(common.parse_model_specs(args.model), notes, args.precision)}
+    models = common.parse_model_specs(args.model)
+    methods = {**baseline_methods(), **model_methods(models, notes, args.precision)}
     names = list(methods)
+    precision = common.resolved_precision(args.precision)
     print(f"Validation split of {args.run}: val_split {training['val_split']}, seed {training['seed']}; "
-          f"models computed in {common.resolved_precision(args.precision)}")
+          f"models computed in {precision}")
     print("\n| source | % | n | " + " | ".join(names) + " |")
     print("|---|---:|---:|" + "---:|" * len(names))
     rows: list[dict] = []
@@ -80,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"Note: {note}")
     if args.json:
-        write_json(args.json, {"run": str(args.run), "precision": common.resolved_precision(args.precision),
-                               "models": dict(spec.split("=", 1) for spec in args.model), "rows": rows,
+        write_json(args.json, {"run": str(args.run), "precision": precision,
+                               "models": {name: str(folder) for name, folder in models}, "rows": rows,
                                "notes": notes})
         print(f"Wrote {args.json}")
     return 0

@@ -145,12 +145,11 @@ class Enhancer:
     ):
         import tensorflow as tf
 
-        from srmodel.precision import cast_model, resolve_precision
+        from srmodel.precision import compute_model
 
         self.model = model
-        self.precision = resolve_precision(precision)
         # The stored model stays float32; a bfloat16 twin computes where the CPU makes that faster.
-        network = cast_model(model, "bfloat16") if self.precision == "bfloat16" else model
+        self.precision, network = compute_model(model, precision)
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.tile_size = tile_size

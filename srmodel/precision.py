@@ -94,3 +94,12 @@ def cast_model(model, precision: str):
     copy = keras.models.clone_model(model, clone_function=clone_layer)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def compute_model(model, precision: str | None = None) -> tuple[str, object]:
+    """(resolved precision, the model to run): the stored float32 model itself, or its bfloat16 twin.
+
+    The one place that decides when a twin is cloned, for the Enhancer and the benchmarks' whole-image runs.
+    """
+    resolved = resolve_precision(precision)
+    return resolved, (cast_model(model, resolved) if resolved != "float32" else model)
