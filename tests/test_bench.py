@@ -138,3 +138,21 @@ def test_validation_needs_a_training_folder(tmp_path):
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "needs a finished training folder" in proc.stderr
+
+
+def test_int8_probe_compares_quantised_and_float_models(tiny_model, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, count, size in (("train/T91", 3, (100, 120)), ("benchmarks/Set5", 2, (48, 40))):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    stdout = run_script("int8_probe.py", "--model", f"tiny={tiny_model}", "--data-root", str(tmp_path),
+                        "--sets", "set5", "--limit", "2", "--calibration", "4", "--size", "64", "--repeats", "1")
+    (row,) = [line for line in stdout.splitlines() if line.startswith("| set5 |")]
+    images, bicubic, keras_psnr, int8_psnr, delta = row.strip("| ").split(" | ")[1:]
+    assert images == "2" and all(5 < float(v) < 100 for v in (bicubic, keras_psnr, int8_psnr))
+    assert abs(float(delta)) < 3  # An untrained model is nearly the identity: int8 loses little of it.
+    speeds = [line for line in stdout.splitlines() if line.startswith(("| float32 |", "| int8 |"))]
+    assert len(speeds) == 2 and all(float(line.split(" | ")[1].rstrip(" |")) > 0 for line in speeds)
