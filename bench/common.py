@@ -96,7 +96,7 @@ def load_model_runner(folder: Path, mode: str = "enhancer", precision: str | Non
         return enhancer.enhance
     if mode != "whole":
         raise ValueError(f"Unknown mode. Expected 'enhancer' or 'whole'. Received: mode={mode!r}")
-    return _whole_image_runner(compute_model(model, precision)[1])
+    return whole_image_runner(compute_model(model, precision)[1])
 
 
 def resolved_precision(precision: str | None) -> str:
@@ -106,7 +106,7 @@ def resolved_precision(precision: str | None) -> str:
     return resolve_precision(precision)
 
 
-def _whole_image_runner(model) -> Runner:
+def whole_image_runner(model) -> Runner:
     """Runs the Keras model on the whole image in one traced call (no tiling)."""
     import tensorflow as tf
 

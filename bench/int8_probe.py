@@ -20,24 +20,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import common
 import numpy as np
 from quality import load_hr, make_case, read_rgb, set_paths
+from speed import make_input, time_workload
 
 CALIBRATION_FOLDERS = ("train/T91", "train/BSD200", "faces/lfw")
 CALIBRATION_CROP = 96
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def calibration_samples(data_root: Path, count: int, seed: int = 0):
     """Yields `count` pixelated 96×96 training crops (percent 20–60), as the TFLite calibrator wants them."""
+    from srmodel.data import find_image_files
     from srmodel.degrade import pixelate
 
-    paths = sorted(p for folder in CALIBRATION_FOLDERS for p in (data_root / folder).rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    folders = [data_root / folder for folder in CALIBRATION_FOLDERS if (data_root / folder).is_dir()]
+    paths = sorted(path for folder in folders for path in find_image_files(folder))
     if not paths:
         sys.exit(f"error: no calibration images under {data_root} in {', '.join(CALIBRATION_FOLDERS)}")
     rng = np.random.default_rng(seed)
@@ -90,18 +90,9 @@ class TFLiteRunner:
 
 
 def megapixels_per_second(run, size: int, repeats: int) -> float:
-    from srmodel.degrade import pixelate
-
-    image = pixelate(np.random.default_rng(0).random((size, size, 3), dtype=np.float32), 40.0)
-    run(image)  # Warm-up: allocation and XNNPACK packing.
-    best = min(_timed(run, image) for _ in range(repeats))
-    return size * size / 1e6 / best
-
-
-def _timed(run, image: np.ndarray) -> float:
-    start = time.perf_counter()
-    run(image)
-    return time.perf_counter() - start
+    """Best of `repeats` runs after a warm-up (allocation, XNNPACK packing), on bench/speed.py's input."""
+    image = make_input(size)[0]
+    return size * size / 1e6 / min(time_workload(lambda: run(image), repeats, budget_s=None))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from srmodel.metrics import image_psnr
 
     model = load_model_folder(folder)[0]
-    keras_run = common.load_model_runner(folder, mode="whole", precision="float32")
+    keras_run = common.whole_image_runner(model)  # The stored model: float32.
     float_run = TFLiteRunner(convert(model))
     int8_run = TFLiteRunner(convert(model, lambda: calibration_samples(data_root, args.calibration)))
 

@@ -64,12 +64,12 @@ def make_workload(job: dict, data_root: Path) -> Callable[[], object]:
     return lambda: runner(pixelated)
 
 
-def time_workload(work: Callable[[], object], repeats: int, budget_s: float) -> list[float]:
-    """Warm-up run, then up to `repeats` timed runs (at least one) within about `budget_s`."""
+def time_workload(work: Callable[[], object], repeats: int, budget_s: float | None) -> list[float]:
+    """Warm-up run, then up to `repeats` timed runs (at least one) within about `budget_s` (None: no limit)."""
     start = time.perf_counter()
     work()
     warm = time.perf_counter() - start
-    count = max(1, min(repeats, int(budget_s / max(warm, 1e-6))))
+    count = repeats if budget_s is None else max(1, min(repeats, int(budget_s / max(warm, 1e-6))))
     times = []
     for _ in range(count):
         start = time.perf_counter()
