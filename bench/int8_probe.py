@@ -24,7 +24,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from quality import load_hr, make_case, read_rgb, set_paths
+from quality import baseline_methods, iter_images, read_rgb, tally_images
 from speed import make_input, time_workload
 
 CALIBRATION_FOLDERS = ("train/T91", "train/BSD200", "faces/lfw")
@@ -116,30 +116,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_root = common.check_data_root(args.data_root)
     name, folder = common.parse_model_specs([args.model] if args.model else None)[-1]
-    from srmodel.degrade import bicubic_from_small
     from srmodel.folder import load_model_folder
-    from srmodel.metrics import image_psnr
 
     model = load_model_folder(folder)[0]
     keras_run = common.whole_image_runner(model)  # The stored model: float32.
     float_run = TFLiteRunner(convert(model))
     int8_run = TFLiteRunner(convert(model, lambda: calibration_samples(data_root, args.calibration)))
+    methods = {
+        "bicubic": baseline_methods()["bicubic"],
+        "keras": lambda case: keras_run(case.pixelated),
+        "int8": lambda case: int8_run(case.pixelated),
+    }
 
     print(f"# int8 probe: {name} ({folder}), {args.percent:g} %, {common.cpu_description()}\n")
     print("| set | images | bicubic | Keras float32 | TFLite int8 | int8 − float32 |")
     print("|---|---:|---:|---:|---:|---:|")
     for key in args.sets:
-        scores = []
-        for path in set_paths(key, data_root)[:args.limit]:
-            case = make_case(load_hr(key, path), args.percent)
-            scores.append([image_psnr(case.hr, bicubic_from_small(case.hr, case.percent)),
-                           image_psnr(case.hr, keras_run(case.pixelated)),
-                           image_psnr(case.hr, int8_run(case.pixelated))])
-        if not scores:
+        images = iter_images(key, data_root, args.limit, lfw80_resize="pil-bilinear")  # (--sets has no LFW)
+        tallies = tally_images(images, [args.percent], methods)[args.percent]
+        count = len(tallies["bicubic"].psnr)
+        if not count:
             print(f"| {key} | 0 | | | | |")
             continue
-        bicubic, keras_psnr, int8_psnr = np.mean(scores, axis=0)
-        print(f"| {key} | {len(scores)} | {bicubic:.3f} | {keras_psnr:.3f} | {int8_psnr:.3f} | {int8_psnr - keras_psnr:+.3f} |")
+        bicubic, keras_psnr, int8_psnr = (float(np.mean(tallies[method].psnr)) for method in methods)
+        print(f"| {key} | {count} | {bicubic:.3f} | {keras_psnr:.3f} | {int8_psnr:.3f} | {int8_psnr - keras_psnr:+.3f} |")
 
     print(f"\n| TFLite (XNNPACK, {os.cpu_count()} threads, untiled) | MP/s at {args.size}² |")
     print("|---|---:|")
