@@ -41,11 +41,17 @@ def calibration_samples(data_root: Path, count: int, seed: int = 0):
     if not paths:
         sys.exit(f"error: no calibration images under {data_root} in {', '.join(CALIBRATION_FOLDERS)}")
     rng = np.random.default_rng(seed)
+    too_small: set[int] = set()  # Without this, folders of only small images would loop forever.
     done = 0
     while done < count:
-        rgb = read_rgb(paths[rng.integers(len(paths))]).astype(np.float32) / 255.0
+        index = int(rng.integers(len(paths)))
+        rgb = read_rgb(paths[index]).astype(np.float32) / 255.0
         height, width = rgb.shape[:2]
         if min(height, width) < CALIBRATION_CROP:
+            too_small.add(index)
+            if len(too_small) == len(paths):
+                sys.exit(f"error: every calibration image under {data_root} is smaller than "
+                         f"{CALIBRATION_CROP}×{CALIBRATION_CROP} pixels")
             continue
         top, left = rng.integers(height - CALIBRATION_CROP + 1), rng.integers(width - CALIBRATION_CROP + 1)
         crop = rgb[top:top + CALIBRATION_CROP, left:left + CALIBRATION_CROP]

@@ -156,3 +156,16 @@ def test_int8_probe_compares_quantised_and_float_models(tiny_model, tmp_path):
     assert abs(float(delta)) < 3  # An untrained model is nearly the identity: int8 loses little of it.
     speeds = [line for line in stdout.splitlines() if line.startswith(("| float32 |", "| int8 |"))]
     assert len(speeds) == 2 and all(float(line.split(" | ")[1].rstrip(" |")) > 0 for line in speeds)
+
+
+def test_int8_probe_stops_when_no_calibration_image_is_large_enough(tiny_model, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "train/T91").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "train/T91" / f"{i}.png")
+    command = [sys.executable, str(REPO_ROOT / "bench" / "int8_probe.py"), "--model", f"tiny={tiny_model}",
+               "--data-root", str(tmp_path), "--calibration", "4", "--size", "64", "--repeats", "1"]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert "every calibration image" in proc.stderr and "smaller than 96×96 pixels" in proc.stderr
