@@ -1,11 +1,43 @@
-"""Custom Keras layers, registered so models load with `safe_mode=True` (no Lambda layers)."""
+"""Custom Keras layers, registered so models load with `safe_mode=True` (no Lambda layers).
+
+On TensorFlow they call TensorFlow's own ops (fast, and what the TFLite converter knows); on the other
+Keras backends (JAX, PyTorch) they fall back to `keras.ops`, so a saved model runs wherever Keras 3 does.
+"""
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 PACKAGE = "srmodel"
+
+
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
+def _pad_edge(x, multiple: int):
+    """Repeats the last row and column until both sides are multiples of `multiple`."""
+    height, width = ops.shape(x)[1], ops.shape(x)[2]
+    x = ops.concatenate([x, ops.repeat(x[:, -1:], (-height) % multiple, axis=1)], axis=1)
+    return ops.concatenate([x, ops.repeat(x[:, :, -1:], (-width) % multiple, axis=2)], axis=2)
+
+
+def _fold(x, block: int):
+    """Space-to-depth with TensorFlow's channel order: (row offset, column offset, channel)."""
+    _, height, width, channels = ops.shape(x)
+    x = ops.reshape(x, (-1, height // block, block, width // block, block, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, height // block, width // block, block * block * channels))
+
+
+def _unfold(x, block: int):
+    """Depth-to-space, the exact inverse of `_fold`."""
+    _, height, width, channels = ops.shape(x)
+    out_channels = channels // (block * block)
+    x = ops.reshape(x, (-1, height, width, block, block, out_channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, height * block, width * block, out_channels))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -20,6 +52,10 @@ class PadToMultiple(keras.layers.Layer):
         self.multiple = int(multiple)
 
     def call(self, inputs):
+        if not _on_tensorflow():
+            return _pad_edge(inputs, self.multiple)
+        import tensorflow as tf
+
         shape = tf.shape(inputs)
         pad_h = (-shape[1]) % self.multiple
         pad_w = (-shape[2]) % self.multiple
@@ -40,7 +76,7 @@ class CropToMatch(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        shape = tf.shape(reference)
+        shape = ops.shape(reference)
         return x[:, : shape[1], : shape[2], :]
 
     def compute_output_shape(self, input_shape):
@@ -57,6 +93,10 @@ class SpaceToDepth(keras.layers.Layer):
         self.block = int(block)
 
     def call(self, inputs):
+        if not _on_tensorflow():
+            return _fold(inputs, self.block)
+        import tensorflow as tf
+
         return tf.nn.space_to_depth(inputs, self.block)
 
     def compute_output_shape(self, input_shape):
@@ -77,6 +117,10 @@ class DepthToSpace(keras.layers.Layer):
         self.block = int(block)
 
     def call(self, inputs):
+        if not _on_tensorflow():
+            return _unfold(inputs, self.block)
+        import tensorflow as tf
+
         return tf.nn.depth_to_space(inputs, self.block)
 
     def compute_output_shape(self, input_shape):

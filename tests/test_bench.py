@@ -169,3 +169,26 @@ def test_int8_probe_stops_when_no_calibration_image_is_large_enough(tiny_model, 
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "every calibration image" in proc.stderr and "smaller than 96×96 pixels" in proc.stderr
+
+
+def test_speed_keras_times_models_on_the_jax_backend(tiny_model, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is installed by requirements-dev.txt")
+    import os
+
+    out_json = tmp_path / "speed_keras.json"
+    command = [sys.executable, str(REPO_ROOT / "bench" / "speed_keras.py"), "--model", f"tiny={tiny_model}",
+               "--sizes", "32", "48", "--repeats", "2", "--json", str(out_json)]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on jax; device:" in proc.stdout and "| tiny |" in proc.stdout
+    payload = json.loads(out_json.read_text())
+    assert payload["backend"] == "jax"
+    assert [c["size"] for c in payload["results"][0]["cells"]] == [32, 48]
+    assert all(c["mp_per_s"] > 0 and c["runs"] == 2 for c in payload["results"][0]["cells"])
+
+
+def test_speed_keras_names_a_bad_model_spec(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "speed_keras.py"), "--model", "nofolder"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Received: 'nofolder'" in proc.stderr

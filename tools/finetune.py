@@ -1,0 +1,216 @@
+"""Fine-tune a saved srmodel model on any Keras 3 backend (JAX, PyTorch or TensorFlow), for a fixed time.
+
+`train.py` is the way to train; its input pipeline is tf.data, so it needs TensorFlow. This script is for
+a machine that has Keras with JAX or PyTorch but no TensorFlow, such as a GPU lent for a few minutes:
+it draws patches with `srmodel.patches` (train.py's recipe in NumPy and OpenCV), measures its own
+throughput first, then fits with Adam and train.py's cosine decay sized so the schedule ends when the
+time does. It writes `model.keras` (float32), `finetune.json` and, when --init sits in a model folder, that
+folder's `config.json` with this fine-tune as its training record, after every epoch; score the result with
+`bench/validation.py` like any run.
+
+    KERAS_BACKEND=jax python tools/finetune.py --init srmodel/bundled/default/model.keras \\
+        --data ../shared/data/faces/lfw --data ../shared/data/train --balance \\
+        --exclude bench/lfw_holdout.txt --min-scale 0.3 --minutes 6 --out runs/finetuned
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from srmodel.patches import PatchSampler, load_images  # noqa: E402
+from srmodel.training import TrainSettings, prepare_data  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--init", required=True, help="model.keras to start from")
+    parser.add_argument("--data", action="append", required=True, help="image folder (repeatable)")
+    parser.add_argument("--balance", action="store_true", help="draw each --data folder equally often")
+    parser.add_argument("--exclude", help="file of relative paths to leave out (e.g. bench/lfw_holdout.txt)")
+    parser.add_argument("--val-split", type=float, default=0.2, help="held out exactly as train.py does")
+    parser.add_argument("--no-split", action="store_true",
+                        help="the --data folders already hold only training files (a copy of a split's train side)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, required=True, help="time for the fit itself")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--patch-size", type=int, default=80)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--min-scale", type=float, default=1.0)
+    parser.add_argument("--percent-range", type=float, nargs=2, default=(20.0, 60.0))
+    parser.add_argument("--workers", type=int, default=12, help="processes drawing patches")
+    parser.add_argument("--probe-steps", type=int, default=300, help="steps timed before the fit is planned")
+    parser.add_argument("--steps-per-epoch", type=int, default=200, help="steps between saved copies")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if not Path(args.init).is_file():
+        parser.error(f"--init: no such model file. Received: {args.init!r}")
+    for name in ("minutes", "batch_size", "workers", "probe_steps", "steps_per_epoch"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive. Received: {getattr(args, name)}")
+    return args
+
+
+def training_groups(args: argparse.Namespace) -> list[list[Path]]:
+    """The same files train.py trains on for these arguments (its scan, split and balancing)."""
+    settings = TrainSettings(
+        data=args.data, out=args.out, exclude=args.exclude, balance=args.balance, seed=args.seed,
+        val_split=args.val_split,
+    )
+    if not args.no_split:
+        groups, _, _ = prepare_data(settings)
+        return groups
+    from srmodel.data import load_exclusions, scan_images
+
+    excluded = load_exclusions(args.exclude)
+    if args.balance:
+        return [scan_images([root], excluded).paths for root in args.data]
+    return [scan_images(args.data, excluded).paths]
+
+
+def _fill_queue(sampler: PatchSampler, batches, batch_size: int, seed: int) -> None:
+    """A worker process's loop: draw batches until killed (`put` blocks while the queue is full)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(seed)
+    while True:
+        batches.put(sampler.batch(batch_size, rng))
+
+
+class BatchStream:
+    """Batches drawn by forked worker processes (Python-heavy patch cutting does not scale in threads).
+
+    The queue is bounded, so a slow consumer never piles batches up. `close` kills the workers outright:
+    on the lent GPU a `multiprocessing.Pool.terminate()` hung for minutes after the last epoch.
+    """
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, workers: int, seed: int, depth: int = 48):
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")  # the decoded images are shared copy-on-write
+        self._batches = context.Queue(maxsize=depth)
+        seeds = np.random.SeedSequence(seed).generate_state(workers)
+        self._workers = [
+            context.Process(target=_fill_queue, args=(sampler, self._batches, batch_size, int(s)), daemon=True)
+            for s in seeds
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def __iter__(self):
+        while True:
+            yield self._batches.get()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.kill()
+        for worker in self._workers:
+            worker.join(timeout=5)
+        self._batches.cancel_join_thread()
+        self._batches.close()
+
+
+def write_folder_config(init: Path, out: Path, record: dict) -> None:
+    """config.json for the output, so srmodel and the benchmarks load it as a model folder.
+
+    The architecture and pixelation are the starting model's (the layers do not change); `training` says
+    what this fine-tune did. Without a config.json beside --init there is nothing to copy, and none is written.
+    """
+    source = init.parent / "config.json"
+    if not source.is_file():
+        return
+    config = json.loads(source.read_text(encoding="utf-8"))
+    config["training"] = {"tool": "tools/finetune.py", "init_from": str(init.parent), **record}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import keras
+
+    import srmodel.layers  # noqa: F401  (registers the custom layers)
+    from srmodel.losses import charbonnier
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    groups = training_groups(args)
+    images = [load_images(group) for group in groups]
+    print(f"Backend {keras.backend.backend()}; images per source: {[len(g) for g in images]} "
+          f"(decoded in {time.time() - started:.0f} s)", flush=True)
+    sampler = PatchSampler(images, patch_size=args.patch_size, percent_range=tuple(args.percent_range),
+                           min_scale=args.min_scale)
+    batches = BatchStream(sampler, args.batch_size, args.workers, args.seed)
+
+    model = keras.saving.load_model(args.init, compile=False, safe_mode=True)
+    # Throughput first, at a learning rate of 0 (Adam then leaves the weights exactly as they are).
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.0), loss=charbonnier)
+    # The warm-up compiles and drains the batches queued meanwhile, so the timed steps see the steady rate.
+    model.fit(iter(batches), steps_per_epoch=max(20, args.probe_steps // 3), epochs=1, verbose=0)
+    tick = time.time()
+    model.fit(iter(batches), steps_per_epoch=args.probe_steps, epochs=1, verbose=0)
+    step_seconds = (time.time() - tick) / args.probe_steps
+    steps_per_epoch = args.steps_per_epoch
+    epochs = max(1, int(args.minutes * 60 / step_seconds / steps_per_epoch))
+    total = epochs * steps_per_epoch
+    print(f"{step_seconds * 1000:.1f} ms per step of {args.batch_size}: {epochs} epochs of {steps_per_epoch} "
+          f"steps ({total * args.batch_size:,} patches)", flush=True)
+
+    # Each epoch leaves a loadable model (without optimizer state, the size it started at) and the record
+    # so far: a run cut short by its machine's time limit still returns its latest weights and history.
+    final = keras.saving.load_model(args.init, compile=False, safe_mode=True)
+    fit_started = time.time()
+    record = {
+        "init": args.init, "backend": keras.backend.backend(), "data": args.data, "balance": args.balance,
+        "exclude": args.exclude, "no_split": args.no_split, "val_split": None if args.no_split else args.val_split,
+        "seed": args.seed, "min_scale": args.min_scale,
+        "percent_range": list(args.percent_range), "batch_size": args.batch_size,
+        "patch_size": args.patch_size, "learning_rate": args.learning_rate, "loss": "charbonnier",
+        "setup_seconds": round(fit_started - started, 1), "ms_per_step": round(step_seconds * 1000, 2),
+        "steps_planned": total,
+    }
+
+    class SaveCopy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            final.set_weights(self.model.get_weights())
+            final.save(out / "model.keras")
+            steps = (epoch + 1) * steps_per_epoch
+            record.update(steps=steps, patches=steps * args.batch_size, loss=float((logs or {}).get("loss", "nan")),
+                          fit_seconds=round(time.time() - fit_started, 1))
+            (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+            write_folder_config(Path(args.init), out, record)
+
+    class Deadline(keras.callbacks.Callback):
+        """Stops at 115 % of --minutes should the rate drop (the schedule then ends a little early)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.time() - fit_started > args.minutes * 60 * 1.15:
+                self.model.stop_training = True
+
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=total, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=charbonnier)
+    model.fit(
+        iter(batches), steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=2,
+        callbacks=[keras.callbacks.CSVLogger(str(out / "finetune_log.csv")), SaveCopy(), Deadline()],
+    )
+    batches.close()
+    print(json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from srmodel.errors import SRModelError
+
+    try:
+        raise SystemExit(main())
+    except SRModelError as exc:  # bad --data and the like: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
