@@ -12,6 +12,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -204,8 +205,32 @@ def read_state(out: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _sigterm_as_interrupt(*_):
+_STOP_REQUESTED = threading.Event()
+
+
+def _interrupt(*_):
+    """SIGINT and SIGTERM during fit: remember the request, then interrupt where the program is."""
+    _STOP_REQUESTED.set()
     raise KeyboardInterrupt
+
+
+def _make_stop_callback():
+    """Raises the interrupt again at the next batch if the first one was lost.
+
+    Python drops an exception raised inside a `__del__` or a weakref callback ("Exception ignored in ..."),
+    and TensorFlow's objects run those often; a Ctrl-C that lands there would otherwise be ignored and the
+    run would train on to its end.
+    """
+    import keras
+
+    class StopOnRequest(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if _STOP_REQUESTED.is_set():
+                raise KeyboardInterrupt
+
+        on_test_batch_end = on_train_batch_end
+
+    return StopOnRequest()
 
 
 def prepare_data(settings: TrainSettings):
@@ -475,12 +500,16 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
 
     log_dir = out / "logs"
     callbacks = [
+        _make_stop_callback(),
         _make_checkpoint_callback(settings, state),
         keras.callbacks.EarlyStopping(monitor="val_psnr", mode="max", patience=settings.patience),
         keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False),
     ]
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    _STOP_REQUESTED.clear()
+    # A SIGINT that the parent chose to ignore (a background job of a script) stays ignored.
+    handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    previous = {sig: signal.signal(sig, _interrupt) for sig in handled}
     try:
         model.fit(
             train_ds, validation_data=fit_val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
@@ -498,7 +527,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         )
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     best_path = ckpt_dir / BEST_CHECKPOINT
     if best_path.exists():

@@ -156,9 +156,11 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     out = tmp_path / "run"
     args = ["--data", str(photos), "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "2",
             "--patch-size", "24", "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    # As from a terminal: the default SIGINT disposition, whatever the test runner's parent chose to ignore.
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_epoch(out, 2, proc)
         proc.send_signal(sig)
@@ -166,7 +168,7 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     finally:
         proc.kill()
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "--resume" in stderr
+        assert proc.returncode == 130 and "--resume" in stderr, stderr[-3000:]
     state_path = out / "checkpoints" / "state.json"
     state = json.loads(state_path.read_text())
     done = state["epoch"]
@@ -234,3 +236,19 @@ def test_bad_arguments_exit_2(tmp_path):
     assert result.returncode == 2 and "Unknown architecture" in result.stderr
     result = run_train("--resume", "--out", str(tmp_path / "nothing"), timeout=120)
     assert result.returncode == 2 and "no interrupted run" in result.stderr
+
+
+def test_a_lost_interrupt_is_raised_again_at_the_next_batch():
+    """Python drops a KeyboardInterrupt raised inside a __del__; the stop callback raises it again."""
+    from srmodel.training import _STOP_REQUESTED, _make_stop_callback
+
+    callback = _make_stop_callback()
+    callback.on_train_batch_end(0)  # nothing asked: training goes on
+    _STOP_REQUESTED.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            callback.on_train_batch_end(1)
+        with pytest.raises(KeyboardInterrupt):
+            callback.on_test_batch_end(0)
+    finally:
+        _STOP_REQUESTED.clear()
