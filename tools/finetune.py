@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from srmodel.folder import atomic_save_model, atomic_write_json  # noqa: E402
 from srmodel.patches import PatchSampler, load_images  # noqa: E402
 from srmodel.training import TrainSettings, prepare_data  # noqa: E402
 
@@ -129,7 +130,7 @@ def write_folder_config(init: Path, out: Path, record: dict) -> None:
         return
     config = json.loads(source.read_text(encoding="utf-8"))
     config["training"] = {"tool": "tools/finetune.py", "init_from": str(init.parent), **record}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "config.json", config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     class SaveCopy(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             final.set_weights(self.model.get_weights())
-            final.save(out / "model.keras")
+            atomic_save_model(final, out / "model.keras")  # a kill mid-save keeps the previous epoch's file
             steps = (epoch + 1) * steps_per_epoch
             record.update(steps=steps, patches=steps * args.batch_size, loss=float((logs or {}).get("loss", "nan")),
                           fit_seconds=round(time.time() - fit_started, 1))
-            (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+            atomic_write_json(out / "finetune.json", record)
             write_folder_config(Path(args.init), out, record)
 
     class Deadline(keras.callbacks.Callback):
