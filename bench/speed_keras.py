@@ -15,26 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-import time
 from pathlib import Path
 
+import common
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-BUNDLED = Path(__file__).resolve().parents[1] / "srmodel" / "bundled"
+from speed import time_workload
 
 
-def parse_models(specs: list[str] | None) -> list[tuple[str, Path]]:
-    if not specs:
-        return [(name, BUNDLED / name / "model.keras") for name in ("tutorial-autoencoder", "default")]
+def model_files(specs: list[str] | None) -> list[tuple[str, Path]]:
+    """`--model NAME=FOLDER` (or NAME=FILE.keras) as the other benchmarks parse it; the bundled models by default."""
     models = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--model expects NAME=FOLDER or NAME=FILE.keras. Received: {spec!r}")
-        file = Path(path) / "model.keras" if Path(path).is_dir() else Path(path)
+    for name, path in common.parse_model_specs(specs):
+        file = path / "model.keras" if path.is_dir() else path
         if not file.is_file():
             raise SystemExit(f"--model {name}: no model file at {file}")
         models.append((name, file))
@@ -58,12 +50,8 @@ def device_name() -> str:
 
 def time_model(model, size: int, repeats: int) -> dict:
     x = np.random.default_rng(size).random((1, size, size, 3), dtype=np.float32)
-    np.asarray(model.predict_on_batch(x))  # compiles for this shape and warms up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.asarray(model.predict_on_batch(x))
-        times.append(time.perf_counter() - start)
+    # The warm-up run also compiles for this shape.
+    times = time_workload(lambda: np.asarray(model.predict_on_batch(x)), repeats, budget_s=None)
     median = statistics.median(times)
     return {"size": size, "runs": repeats, "median_s": round(median, 6), "mp_per_s": round(size * size / 1e6 / median, 2)}
 
@@ -77,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or any(size < 1 for size in args.sizes):
         parser.error(f"--repeats and --sizes must be positive. Received: {args.repeats}, {args.sizes}")
-    models = parse_models(args.model)
+    models = model_files(args.model)
 
     import keras
 

@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from srmodel.data import read_rgb
+from srmodel.data import RESCALE_METHODS, read_rgb
 from srmodel.degrade import pixelate
 from srmodel.errors import DataError
 
-RESCALE_FILTERS = {"area": None, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# Pillow's filters for srmodel.data's RESCALE_METHODS ("area" goes through OpenCV).
+PILLOW_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 def load_images(paths: list[Path], workers: int | None = None) -> list[np.ndarray]:
@@ -33,7 +34,7 @@ def _resize_float(region: np.ndarray, size: int, method: str) -> np.ndarray:
     """Antialiased resize of a float32 H×W×3 region to size×size (Pillow's filters widen when shrinking)."""
     if method == "area":
         return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
-    resample = RESCALE_FILTERS[method]
+    resample = PILLOW_FILTERS[method]
     channels = [
         np.asarray(Image.fromarray(np.ascontiguousarray(region[..., c])).resize((size, size), resample))
         for c in range(region.shape[2])
@@ -74,7 +75,7 @@ class PatchSampler:
         top = rng.integers(0, height - side + 1)
         left = rng.integers(0, width - side + 1)
         region = image[top : top + side, left : left + side].astype(np.float32) / 255.0
-        method = list(RESCALE_FILTERS)[rng.integers(len(RESCALE_FILTERS))]
+        method = RESCALE_METHODS[rng.integers(len(RESCALE_METHODS))]
         patch = region if side == size else np.clip(_resize_float(region, size, method), 0.0, 1.0)
         if rng.random() < 0.5:
             patch = patch[:, ::-1]

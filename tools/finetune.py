@@ -119,18 +119,10 @@ class BatchStream:
         self._batches.close()
 
 
-def write_folder_config(init: Path, out: Path, record: dict) -> None:
-    """config.json for the output, so srmodel and the benchmarks load it as a model folder.
-
-    The architecture and pixelation are the starting model's (the layers do not change); `training` says
-    what this fine-tune did. Without a config.json beside --init there is nothing to copy, and none is written.
-    """
+def folder_config(init: Path) -> dict | None:
+    """The config.json beside --init, if any: the output's architecture and pixelation (the layers do not change)."""
     source = init.parent / "config.json"
-    if not source.is_file():
-        return
-    config = json.loads(source.read_text(encoding="utf-8"))
-    config["training"] = {"tool": "tools/finetune.py", "init_from": str(init.parent), **record}
-    atomic_write_json(out / "config.json", config)
+    return json.loads(source.read_text(encoding="utf-8")) if source.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each epoch leaves a loadable model (without optimizer state, the size it started at) and the record
     # so far: a run cut short by its machine's time limit still returns its latest weights and history.
     final = keras.saving.load_model(args.init, compile=False, safe_mode=True)
+    base_config = folder_config(Path(args.init))
     fit_started = time.time()
     record = {
         "init": args.init, "backend": keras.backend.backend(), "data": args.data, "balance": args.balance,
@@ -187,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             record.update(steps=steps, patches=steps * args.batch_size, loss=float((logs or {}).get("loss", "nan")),
                           fit_seconds=round(time.time() - fit_started, 1))
             atomic_write_json(out / "finetune.json", record)
-            write_folder_config(Path(args.init), out, record)
+            if base_config is not None:  # so srmodel and the benchmarks load --out as a model folder
+                training = {"tool": "tools/finetune.py", "init_from": str(Path(args.init).parent), **record}
+                atomic_write_json(out / "config.json", {**base_config, "training": training})
 
     class Deadline(keras.callbacks.Callback):
         """Stops at 115 % of --minutes should the rate drop (the schedule then ends a little early)."""
