@@ -3,6 +3,7 @@
     python bench/quality.py                        # everything (slow on CPU: see bench/README.md)
     python bench/quality.py --limit 5 --sets set5 set14 --percents 40
     python bench/quality.py --model mine=runs/exp1 --samples docs/comparison.png
+    python bench/quality.py --sets set14 b100 --percents 40 --self-ensemble --no-peers
 
 Each HR image (float32 RGB in [0, 1], full size, no crop) is pixelated with `srmodel.pixelate`
 (INTER_AREA down to `percent` %, INTER_AREA back). Methods restore it to the HR size:
@@ -40,6 +41,7 @@ DEFAULT_PERCENTS = (25.0, 40.0, 60.0)
 LFW_SMALL = 80
 LFW80_RESIZES = ("cv2-linear", "pil-bilinear")
 DELTA_MODEL = "default"
+ENSEMBLE_SUFFIX = " ×8"  # the self-ensemble's column: the Enhancer's mean over 8 rotations and mirror images
 
 
 @dataclass
@@ -134,11 +136,16 @@ def baseline_methods() -> dict[str, Method]:
     }
 
 
-def model_methods(models: list[tuple[str, Path]], notes: list[str], precision: str | None = None) -> dict[str, Method]:
+def model_methods(
+    models: list[tuple[str, Path]], notes: list[str], precision: str | None = None, self_ensemble: bool = False
+) -> dict[str, Method]:
+    """Each model through the Enhancer; with `self_ensemble`, also its 8-view mean as "NAME ×8"."""
     methods: dict[str, Method] = {}
     for name, folder in common.available_models(models, notes):
         runner = common.load_model_runner(folder, "enhancer", precision)
         methods[name] = lambda case, run=runner: run(case.pixelated)
+        if self_ensemble:
+            methods[f"{name}{ENSEMBLE_SUFFIX}"] = lambda case, run=runner: run(case.pixelated, self_ensemble=True)
     return methods
 
 
@@ -210,19 +217,17 @@ def set_label(key: str, limit: int | None, lfw80_resize: str = "pil-bilinear") -
 # --------------------------------------------------------------------------------------- output
 
 
-def format_table(rows: list[dict], method_names: list[str], delta_model: str | None) -> str:
-    """Markdown: one row per (set, percent), one "PSNR / SSIM" column per method."""
-    header = ["set", "%", "n"] + method_names
-    if delta_model:
-        header.append(f"{delta_model} − bicubic")
+def format_table(rows: list[dict], method_names: list[str], delta_models: list[str]) -> str:
+    """Markdown: one row per (set, percent), one "PSNR / SSIM" column per method, then each delta model − bicubic."""
+    header = ["set", "%", "n"] + method_names + [f"{name} − bicubic" for name in delta_models]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for row in rows:
         cells = [row["label"], f"{row['percent']:g}", str(row["images"])]
         for name in method_names:
             score = row["methods"][name]
             cells.append(f"{score['psnr']:.2f} / {score['ssim']:.4f}")
-        if delta_model:
-            model, bicubic = row["methods"][delta_model], row["methods"]["bicubic"]
+        for name in delta_models:
+            model, bicubic = row["methods"][name], row["methods"]["bicubic"]
             cells.append(f"{model['psnr'] - bicubic['psnr']:+.2f} dB / {model['ssim'] - bicubic['ssim']:+.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -330,6 +335,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-models", action="store_true", help="baselines and peers only")
     parser.add_argument("--no-peers", action="store_true", help="leave out the OpenCV dnn_superres peers")
     add_precision_argument(parser)
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help=f"also score each model's self-ensemble (mean of 8 rotated and mirrored passes, "
+                             f"8× slower) as 'NAME{ENSEMBLE_SUFFIX}'")
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "quality.json", help="JSON output path")
     parser.add_argument("--samples", type=Path, default=None,
                         help="also write a picture of crops (e.g. docs/comparison.png)")
@@ -345,7 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_methods(args: argparse.Namespace, data_root: Path, notes: list[str]) -> dict[str, Method]:
     """pixelated, bicubic, the model folders that exist, then the peers (when available)."""
     models = [] if args.no_models else common.parse_model_specs(args.model)
-    methods = {**baseline_methods(), **model_methods(models, notes, args.precision)}
+    methods = {**baseline_methods(), **model_methods(models, notes, args.precision, args.self_ensemble)}
     methods.update(peer_methods(data_root, not args.no_peers, notes))
     return methods
 
@@ -378,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     methods = build_methods(args, data_root, notes)
     rows, set_seconds = run_sets(args, methods, data_root, notes)
-    print(format_table(rows, list(methods), DELTA_MODEL if DELTA_MODEL in methods else None))
+    deltas = [name for name in (DELTA_MODEL, DELTA_MODEL + ENSEMBLE_SUFFIX) if name in methods]
+    print(format_table(rows, list(methods), deltas))
     if notes:
         print("\n" + "\n".join(f"Note: {note}" for note in notes))
     elapsed = time.perf_counter() - start

@@ -60,6 +60,9 @@ def make_workload(job: dict, data_root: Path) -> Callable[[], object]:
     if job["kind"] == "peer":
         upscale = common.load_peer(job["name"], data_root)
         return lambda: upscale(small, (size, size))
+    if job["mode"] == "ensemble":  # the tiled Enhancer's 8-view self-ensemble
+        runner = common.load_model_runner(Path(job["folder"]), "enhancer", job["precision"])
+        return lambda: runner(pixelated, self_ensemble=True)
     runner = common.load_model_runner(Path(job["folder"]), job["mode"], job["precision"])
     return lambda: runner(pixelated)
 
@@ -115,8 +118,9 @@ def run_child(job: dict, data_root: Path, repeats: int, budget_s: float) -> dict
 
 
 def plan_jobs(models: list[tuple[str, Path]], peers: list[str], sizes: list[int], whole_max: int,
-              precisions: list[str] = ("float32", "auto")) -> list[dict]:
-    """Every (method, mode, precision, size) to measure: tiled Enhancer at all sizes, whole pass up to whole_max.
+              precisions: list[str] = ("float32", "auto"), self_ensemble: bool = False) -> list[dict]:
+    """Every (method, mode, precision, size) to measure: tiled Enhancer at all sizes, whole pass up to whole_max,
+    and with `self_ensemble` the Enhancer's 8-view self-ensemble at all sizes.
 
     "auto" is resolved in the child (it needs TensorFlow); where it means a precision that is also
     asked for explicitly, the child skips it instead of timing the same thing twice.
@@ -125,12 +129,12 @@ def plan_jobs(models: list[tuple[str, Path]], peers: list[str], sizes: list[int]
     jobs += [{"method": p, "kind": "peer", "name": p, "mode": "-", "size": s} for p in peers for s in sizes]
     explicit = [p for p in dict.fromkeys(precisions) if p != "auto"]
     for name, folder in models:
-        for mode in ("enhancer", "whole"):
+        for mode in ("enhancer", "whole", "ensemble") if self_ensemble else ("enhancer", "whole"):
             for precision in dict.fromkeys(precisions):
                 extra = {"measured_elsewhere": explicit} if precision == "auto" else {}
                 jobs += [{"method": name, "kind": "model", "folder": str(folder), "mode": mode,
                           "precision": precision, "size": s, **extra}
-                         for s in sizes if mode == "enhancer" or s <= whole_max]
+                         for s in sizes if mode != "whole" or s <= whole_max]
     return jobs
 
 
@@ -149,7 +153,8 @@ def spawn(job: dict, args: argparse.Namespace) -> dict:
 def label(result: dict) -> str:
     if result["kind"] != "model":
         return result["method"]
-    mode = "tiled Enhancer" if result["mode"] == "enhancer" else "whole image"
+    mode = {"enhancer": "tiled Enhancer", "whole": "whole image", "ensemble": "tiled Enhancer, self-ensemble ×8"}[
+        result["mode"]]
     return f"{result['method']} ({mode}, {result['precision']})"
 
 
@@ -202,6 +207,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", action="append", choices=common.PRECISION_CHOICES,
                         help="model compute precision (repeatable; default: float32 and auto, i.e. bfloat16 too "
                              "where the CPU computes it natively)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="also time each model's 8-view self-ensemble (Enhancer.enhance(..., self_ensemble=True))")
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "speed.json", help="JSON output path")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -222,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [] if args.no_models else common.available_models(common.parse_model_specs(args.model), notes)
     start = time.perf_counter()
     results = []
-    for job in plan_jobs(models, peers, args.sizes, args.whole_max, args.precision or ["float32", "auto"]):
+    precisions = args.precision or ["float32", "auto"]
+    for job in plan_jobs(models, peers, args.sizes, args.whole_max, precisions, args.self_ensemble):
         results.append(spawn(job, args))
         result = results[-1]
         cell = result.get("skipped") or format_cell(result)

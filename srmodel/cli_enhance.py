@@ -90,6 +90,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="compute precision: auto picks bfloat16 on CPUs that compute it natively (about 2x faster), "
         "else float32 (default: $SRMODEL_PRECISION, or auto)",
     )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="restore the 8 rotations and mirror images of each image and average them: "
+        "about 8x slower, a little more accurate (+0.05 to +0.15 dB PSNR on B100, +0.1 to +0.5 dB on faces)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -149,7 +155,7 @@ def _load_enhancer(source: str | None, precision: str | None = None):
     return load_enhancer(source, precision=precision)
 
 
-def _process(enhancer, job: Job, pixelate_percent: float | None) -> None:
+def _process(enhancer, job: Job, pixelate_percent: float | None, self_ensemble: bool = False) -> None:
     from srmodel.degrade import pixelate
     from srmodel.images import read_image, write_image
 
@@ -157,7 +163,7 @@ def _process(enhancer, job: Job, pixelate_percent: float | None) -> None:
     if pixelate_percent is not None:
         image = pixelate(image, pixelate_percent)
         write_image(pixelated_path(job.target), image, like=job.source.name)
-    write_image(job.target, enhancer.enhance(image), like=job.source.name)
+    write_image(job.target, enhancer.enhance(image, self_ensemble=self_ensemble), like=job.source.name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         for job in bar:
             bar.set_postfix_str(job.source.name, refresh=False)
             try:
-                _process(enhancer, job, args.pixelate)
+                _process(enhancer, job, args.pixelate, args.self_ensemble)
             except (SRModelError, ValueError, OSError, MemoryError) as exc:
                 skipped += 1
                 reason = str(exc).removeprefix(f"{job.source}: ")  # ImageError names the file already.

@@ -48,7 +48,9 @@ def test_api_has_the_documented_endpoints(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert set(endpoints) == {"/pixelate", "/enhance"}
     assert [p["parameter_name"] for p in endpoints["/pixelate"]["parameters"]] == ["image", "percent"]
-    assert [p["parameter_name"] for p in endpoints["/enhance"]["parameters"]] == ["image"]
+    enhance_parameters = endpoints["/enhance"]["parameters"]
+    assert [p["parameter_name"] for p in enhance_parameters] == ["image", "self_ensemble"]
+    assert enhance_parameters[1]["parameter_has_default"] and enhance_parameters[1]["parameter_default"] is False
 
 
 def test_pixelate_then_enhance_compares_with_the_original(client, tmp_path):
@@ -65,10 +67,21 @@ def test_pixelate_then_enhance_compares_with_the_original(client, tmp_path):
     enhanced_path, metrics = client.predict(handle_file(path), api_name="/enhance")
     enhanced = read_image(enhanced_path)
     assert enhanced.shape == original.shape
-    assert metrics["compared_with_original"] is True
+    assert metrics["compared_with_original"] is True and metrics["self_ensemble"] is False
     assert set(metrics["enhanced"]) == {"psnr", "ssim"}
     # The test model returns its input, so it "enhanced" the pixelated image into itself.
     assert np.abs(enhanced.astype(int) - pixelated.astype(int)).max() <= 1
+
+    # The self-ensemble turns the identity's 8 views back into place: still the pixelated image.
+    enhanced_path, metrics = client.predict(handle_file(path), True, api_name="/enhance")
+    assert metrics["self_ensemble"] is True and metrics["compared_with_original"] is True
+    assert np.abs(read_image(enhanced_path).astype(int) - pixelated.astype(int)).max() <= 1
+
+
+def test_self_ensemble_must_be_a_boolean(client, tmp_path):
+    path = _save(tmp_path, "photo.png", _photo(16, 16))
+    with pytest.raises(AppError, match="Self-ensemble must be true or false"):
+        client.predict(handle_file(path), "yes", api_name="/enhance")
 
 
 def test_enhancing_an_own_photo_has_no_metrics(client, tmp_path):

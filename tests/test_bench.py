@@ -47,13 +47,16 @@ def run_script(name: str, *args: str) -> str:
 def test_quality_prints_table_writes_json_and_samples(tiny_model, tmp_path):
     out_json, samples = tmp_path / "quality.json", tmp_path / "comparison.png"
     stdout = run_script("quality.py", "--limit", "1", "--sets", "set5", "--percents", "40",
-                        "--model", f"default={tiny_model}", "--json", str(out_json), "--samples", str(samples))
-    assert "| set | % | n | pixelated | bicubic | default" in stdout
+                        "--model", f"default={tiny_model}", "--json", str(out_json), "--samples", str(samples),
+                        "--self-ensemble")
+    assert "| set | % | n | pixelated | bicubic | default | default ×8 |" in stdout
+    assert "| default − bicubic | default ×8 − bicubic |" in stdout
     assert "| Set5, first 1 | 40 | 1 |" in stdout
     payload = json.loads(out_json.read_text())
     (row,) = payload["results"]
     assert row["set"] == "set5" and row["percent"] == 40 and row["images"] == 1
-    for method in ("pixelated", "bicubic", "default"):
+    assert row["methods"]["default ×8"] != row["methods"]["default"]
+    for method in ("pixelated", "bicubic", "default", "default ×8"):
         assert 5 < row["methods"][method]["psnr"] < 100
         assert -1 <= row["methods"][method]["ssim"] <= 1
     assert 0 < samples.stat().st_size <= 500 * 1024
@@ -69,16 +72,18 @@ def test_quality_exits_clearly_without_data(tmp_path):
 def test_speed_prints_table_and_writes_json(tiny_model, tmp_path):
     out_json = tmp_path / "speed.json"
     stdout = run_script("speed.py", "--sizes", "32", "--repeats", "1", "--no-peers", "--precision", "float32",
-                        "--precision", "bfloat16", "--model", f"tiny={tiny_model}", "--json", str(out_json))
+                        "--precision", "bfloat16", "--model", f"tiny={tiny_model}", "--json", str(out_json),
+                        "--self-ensemble")
     assert "Device:" in stdout
     assert "| method | 32×32 |" in stdout
     for row in ("tiny (tiled Enhancer, float32)", "tiny (whole image, float32)",
-                "tiny (tiled Enhancer, bfloat16)", "tiny (whole image, bfloat16)"):
+                "tiny (tiled Enhancer, bfloat16)", "tiny (whole image, bfloat16)",
+                "tiny (tiled Enhancer, self-ensemble ×8, float32)"):
         assert f"| {row} |" in stdout
     payload = json.loads(out_json.read_text())
     methods = {(r["method"], r["mode"], r.get("precision")) for r in payload["results"]}
     assert methods == {("bicubic", "-", None)} | {
-        ("tiny", mode, precision) for mode in ("enhancer", "whole") for precision in ("float32", "bfloat16")}
+        ("tiny", mode, precision) for mode in ("enhancer", "whole", "ensemble") for precision in ("float32", "bfloat16")}
     for result in payload["results"]:
         assert result["mp_per_s"] > 0 and result["peak_rss_mb"] > 0
 

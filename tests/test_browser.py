@@ -77,6 +77,11 @@ def test_pixelate_and_enhance_an_example(server, page, tmp_path):
     page.wait_for_timeout(1000)  # let the slider's images finish painting
     shot = _save_screenshot(page, tmp_path, "demo_result.png")
     assert shot.stat().st_size > 10_000
+
+    # Ticking the self-ensemble box runs the 8-view mean and says so beside the scores.
+    page.get_by_label("Self-ensemble").check()
+    page.get_by_role("button", name="Enhance", exact=True).click()
+    expect(page.get_by_role("cell", name="Enhanced (self-ensemble ×8)", exact=True)).to_be_visible(timeout=180_000)
     assert server.alive()
 
 

@@ -18,7 +18,8 @@ class FakeEnhancer:
     def __init__(self):
         self.tile_size = 512
 
-    def enhance(self, image: np.ndarray, progress=None) -> np.ndarray:
+    def enhance(self, image: np.ndarray, progress=None, *, self_ensemble: bool = False) -> np.ndarray:
+        self.self_ensemble = self_ensemble
         out = np.iinfo(image.dtype).max - image
         if image.ndim == 3 and image.shape[2] == 4:
             out[..., 3] = image[..., 3]
@@ -85,6 +86,14 @@ def test_precision_is_passed_on_and_checked(tmp_path, fake, capsys):
     assert "invalid choice: 'half'" in capsys.readouterr().err
 
 
+def test_self_ensemble_is_passed_on(tmp_path, fake, capsys):
+    write_image(tmp_path / "photo.png", _image(6))
+    assert run([str(tmp_path / "photo.png"), "--out", str(tmp_path / "out")]) == 0
+    assert fake.self_ensemble is False
+    assert run([str(tmp_path / "photo.png"), "--out", str(tmp_path / "out2"), "--self-ensemble"]) == 0
+    assert fake.self_ensemble is True
+
+
 def test_files_and_pixelate(tmp_path, fake, capsys):
     write_image(tmp_path / "photo.png", _image(3, (20, 20, 3)))
     out = tmp_path / "out"
@@ -148,3 +157,5 @@ def test_real_model_end_to_end(tmp_path, monkeypatch):
     assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile-size", "16"]) == 0
     assert read_image(tmp_path / "out" / "g.png").shape == (30, 41)
     assert read_image(tmp_path / "out" / "t.webp").shape == (30, 41, 4)
+    assert run([str(tmp_path / "in"), "--out", str(tmp_path / "ens"), "--tile-size", "16", "--self-ensemble"]) == 0
+    assert read_image(tmp_path / "ens" / "t.webp").shape == (30, 41, 4)

@@ -22,7 +22,7 @@ class FakeEnhancer:
         self.info = {"architecture": "default", "metrics": METRICS, **info}
         self.config = config or {"pixelation": {"percent_range": [25, 55], "validation_percent": 40}}
 
-    def enhance(self, image: np.ndarray, progress=None) -> np.ndarray:
+    def enhance(self, image: np.ndarray, progress=None, *, self_ensemble: bool = False) -> np.ndarray:
         return image.copy()
 
 

@@ -226,3 +226,57 @@ def test_no_retracing_across_tile_sizes(model):
         enhancer.enhance(_random(shape))
     # One concrete function, traced once in __init__, serves every tile shape.
     assert enhancer._run.structured_input_signature[0][0].shape.as_list() == [None, None, None, 3]
+
+
+# ------------------------------------------------------------------------------------- self-ensemble
+
+
+def test_self_ensemble_is_the_mean_of_the_eight_views(whole):
+    """Each view is restored by a plain pass and turned back.
+
+    The sides are even but not multiples of 8: the model's grid is 2, so no view may be padded (padding
+    more than the model does cost 0.5 dB on 250×250 faces, all of it near the border).
+    """
+    image = _random((42, 50, 3), np.float32, seed=3)
+    views = []
+    for turns in range(4):
+        for mirror in (False, True):
+            view = np.rot90(image, turns)
+            view = view[:, ::-1] if mirror else view
+            out = whole.enhance(np.ascontiguousarray(view))
+            views.append(np.rot90(out[:, ::-1] if mirror else out, -turns))
+    expected = np.mean(views, axis=0)
+    got = whole.enhance(image, self_ensemble=True)
+    assert np.abs(got - expected).max() <= 1e-5
+    # Sensitive: the random network is far from symmetric, so the ensemble is not one plain pass.
+    assert np.abs(got - whole.enhance(image)).mean() > 0.01
+
+
+def test_self_ensemble_tiles_without_seams(model, whole):
+    """Odd sides: each tile is edge-padded like the whole image, so the kept centres still match."""
+    image = _random((150, 203, 3), np.float32, seed=4)
+    tiled = Enhancer(model, tile_size=64, tile_margin=48)
+    a, b = tiled.enhance(image, self_ensemble=True), whole.enhance(image, self_ensemble=True)
+    assert np.abs(a - b).max() <= TOL
+
+
+@pytest.mark.parametrize("shape, dtype", [((37, 53), np.uint8), ((30, 41, 4), np.uint16), ((17, 9, 1), np.float32)])
+def test_self_ensemble_keeps_shape_dtype_and_alpha(whole, shape, dtype):
+    image = _random(shape, dtype, seed=5)
+    out = whole.enhance(image, self_ensemble=True)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(out[..., 3], image[..., 3])
+
+
+def test_self_ensemble_rejects_non_booleans(whole):
+    with pytest.raises(TypeError, match="Received: self_ensemble='yes'"):
+        whole.enhance(_random((8, 8, 3)), self_ensemble="yes")
+
+
+def test_grid_multiple_is_what_the_model_pads_to(model):
+    from srmodel.architectures import build_model
+    from srmodel.inference import grid_multiple
+
+    assert grid_multiple(model) == 2
+    assert grid_multiple(build_model("tutorial-autoencoder")) == 4
