@@ -225,10 +225,14 @@ class Enhancer:
             raise ValueError(f"`tile_margin` must be an integer >= 0. Received: tile_margin={value!r}")
         self._tile_margin = _round_up(int(value), ALIGN)
 
+    def _pass(self, rgb: np.ndarray) -> np.ndarray:
+        """float32 H×W×3 -> float32 H×W×3: one run of the traced model."""
+        return np.asarray(self._run(rgb[None])[0], dtype=np.float32)
+
     def _predict(self, rgb: np.ndarray, self_ensemble: bool = False) -> np.ndarray:
-        """float32 H×W×3 -> float32 H×W×3 through the traced model: one pass, or the self-ensemble's eight."""
+        """One pass through the model, or the self-ensemble's eight averaged."""
         if not self_ensemble:
-            return np.asarray(self._run(rgb[None])[0], dtype=np.float32)
+            return self._pass(rgb)
         # Edge-pad to the model's grid first, as a plain pass would: then every rotated or mirrored view
         # meets the grid where the whole image's views do (tiles start on multiples of ALIGN, which the
         # grid divides), so tiles stay seam-free.
@@ -238,8 +242,7 @@ class Enhancer:
         padded = np.pad(rgb, pad, mode="edge")
         total = np.zeros(padded.shape, np.float32)
         for turns, mirror in DIHEDRAL_VIEWS:
-            view = np.ascontiguousarray(_dihedral(padded, turns, mirror))
-            restored = np.asarray(self._run(view[None])[0], dtype=np.float32)
+            restored = self._pass(np.ascontiguousarray(_dihedral(padded, turns, mirror)))
             total += _dihedral_inverse(restored, turns, mirror)
         return total[:height, :width] / len(DIHEDRAL_VIEWS)
 
