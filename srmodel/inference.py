@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-# Tile origins are multiples of this: it is a multiple of every model's internal stride (2 for
-# "default", 4 for "tutorial-autoencoder"), so a tile sees the same pooling/space-to-depth grid
-# as the whole image and its centre is computed exactly as in an untiled pass.
+# Tile origins are multiples of this, and of the model's grid where that does not divide it (a
+# `default` with block_size 3): a tile then sees the same pooling/space-to-depth grid as the whole
+# image and its centre is computed exactly as in an untiled pass. 8 covers the bundled models
+# (grid 2 for "default", 4 for "tutorial-autoencoder").
 ALIGN = 8
 
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
@@ -182,9 +183,10 @@ class Enhancer:
         self.precision, network = compute_model(model, precision)
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
+        self._grid = grid_multiple(model)
+        self._align = math.lcm(ALIGN, self._grid)
         self.tile_size = tile_size
         self.tile_margin = context_margin(model) if tile_margin is None else tile_margin
-        self._grid = grid_multiple(model)
         arch = self.config.get("architecture")
         arch_name = arch.get("name") if isinstance(arch, dict) else arch
         self._info: dict[str, Any] = {"source": None, "revision": None, **(info or {})}
@@ -205,25 +207,26 @@ class Enhancer:
 
     @property
     def tile_size(self) -> int:
-        """Side of the kept centre of each tile, in pixels (rounded up to a multiple of 8)."""
+        """Side of the kept centre of each tile, in pixels (rounded up to a multiple of 8 and of the
+        model's grid)."""
         return self._tile_size
 
     @tile_size.setter
     def tile_size(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < ALIGN:
             raise ValueError(f"`tile_size` must be an integer >= {ALIGN}. Received: tile_size={value!r}")
-        self._tile_size = _round_up(int(value), ALIGN)
+        self._tile_size = _round_up(int(value), self._align)
 
     @property
     def tile_margin(self) -> int:
-        """Context added around each tile; must cover the receptive field (rounded up to 8)."""
+        """Context added around each tile; must cover the receptive field (rounded like `tile_size`)."""
         return self._tile_margin
 
     @tile_margin.setter
     def tile_margin(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"`tile_margin` must be an integer >= 0. Received: tile_margin={value!r}")
-        self._tile_margin = _round_up(int(value), ALIGN)
+        self._tile_margin = _round_up(int(value), self._align)
 
     def _pass(self, rgb: np.ndarray) -> np.ndarray:
         """float32 H×W×3 -> float32 H×W×3: one run of the traced model."""
@@ -234,8 +237,8 @@ class Enhancer:
         if not self_ensemble:
             return self._pass(rgb)
         # Edge-pad to the model's grid first, as a plain pass would: then every rotated or mirrored view
-        # meets the grid where the whole image's views do (tiles start on multiples of ALIGN, which the
-        # grid divides), so tiles stay seam-free.
+        # meets the grid where the whole image's views do (tiles start on multiples of the grid), so
+        # tiles stay seam-free.
         height, width = rgb.shape[:2]
         grid = self._grid
         pad = ((0, _round_up(height, grid) - height), (0, _round_up(width, grid) - width), (0, 0))

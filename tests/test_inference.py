@@ -216,8 +216,10 @@ def test_concurrent_calls_give_same_results(tiled):
     for t in threads:
         t.join()
     assert not errors
+    # Concurrent oneDNN calls may sum in another order and round a value to the next level (exact equality
+    # failed here once in about twenty runs on a loaded CPU); a race between calls would mix up whole tiles.
     for i, out in results.items():
-        np.testing.assert_array_equal(out, expected[i % 4])
+        assert np.abs(out.astype(int) - expected[i % 4]).max() <= 1
 
 
 def test_no_retracing_across_tile_sizes(model):
@@ -280,3 +282,23 @@ def test_grid_multiple_is_what_the_model_pads_to(model):
 
     assert grid_multiple(model) == 2
     assert grid_multiple(build_model("tutorial-autoencoder")) == 4
+
+
+def test_tiles_align_to_a_grid_that_does_not_divide_eight():
+    """A `default` with block_size 3 folds 3x3 cells: tiles must start on multiples of 24, not 8."""
+    import keras
+
+    from srmodel.architectures import build_model
+
+    coarse = build_model("default", blocks=2, block_size=3)
+    rng = np.random.default_rng(2)
+    for layer in coarse.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            shape = tuple(layer.kernel.shape)
+            layer.kernel.assign(rng.normal(0.0, 0.5 / np.sqrt(np.prod(shape[:3])), shape).astype("float32"))
+    tiled = Enhancer(coarse, tile_size=40)
+    assert (tiled.tile_size, tiled.tile_margin % 24) == (48, 0)
+    image = _random((150, 203, 3), np.float32)
+    whole = Enhancer(coarse, tile_size=4096).enhance(image)
+    assert np.abs(whole - image).mean() > 0.05
+    assert np.abs(tiled.enhance(image) - whole).max() <= TOL
