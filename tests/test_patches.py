@@ -90,7 +90,7 @@ def test_finetune_runs_on_jax_and_the_result_loads_in_tensorflow(tmp_path):
     from srmodel.folder import load_model_folder
 
     tuned, config, _ = load_model_folder(tmp_path / "out")
-    assert config["architecture"]["kwargs"]["blocks"] == 12
+    assert config["architecture"]["kwargs"]["blocks"] == 16
     assert config["training"]["tool"] == "tools/finetune.py" and config["training"]["backend"] == "jax"
     start = keras.saving.load_model(init, safe_mode=True, compile=False)
     assert tuned.count_params() == start.count_params()
