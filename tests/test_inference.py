@@ -25,17 +25,20 @@ def float32_compute():
 def model():
     """The default architecture with seeded random weights everywhere (its tail starts at zero,
     which would make it the identity and every tiling test trivially pass)."""
-    import keras
-
     from srmodel.architectures import build_model
 
-    net = build_model("default")
-    rng = np.random.default_rng(0)
+    return _random_kernels(build_model("default"), seed=0)
+
+
+def _random_kernels(net, seed: int):
+    """Seeded random convolution kernels, scaled by fan-in so that the signal neither dies nor explodes."""
+    import keras
+
+    rng = np.random.default_rng(seed)
     for layer in net.layers:
         if isinstance(layer, keras.layers.Conv2D):
             shape = tuple(layer.kernel.shape)
-            std = 0.5 / np.sqrt(np.prod(shape[:3]))
-            layer.kernel.assign(rng.normal(0.0, std, shape).astype("float32"))
+            layer.kernel.assign(rng.normal(0.0, 0.5 / np.sqrt(np.prod(shape[:3])), shape).astype("float32"))
     return net
 
 
@@ -75,19 +78,12 @@ def test_without_margin_tiles_differ(model, whole):
 
 
 def test_deeper_models_get_wider_margins_and_still_tile_exactly():
-    import keras
-
     from srmodel.architectures import build_model
     from srmodel.inference import context_margin
 
     assert context_margin(build_model("default", blocks=8), minimum=0) == 40  # 18 convs at half resolution
     assert context_margin(build_model("tutorial-autoencoder"), minimum=0) == 24
-    deep = build_model("default", blocks=16)
-    rng = np.random.default_rng(1)
-    for layer in deep.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            shape = tuple(layer.kernel.shape)
-            layer.kernel.assign(rng.normal(0.0, 0.5 / np.sqrt(np.prod(shape[:3])), shape).astype("float32"))
+    deep = _random_kernels(build_model("default", blocks=16), seed=1)
     tiled = Enhancer(deep, tile_size=64)
     assert tiled.tile_margin == 72
     image = _random((150, 203, 3), np.float32)
@@ -286,16 +282,9 @@ def test_grid_multiple_is_what_the_model_pads_to(model):
 
 def test_tiles_align_to_a_grid_that_does_not_divide_eight():
     """A `default` with block_size 3 folds 3x3 cells: tiles must start on multiples of 24, not 8."""
-    import keras
-
     from srmodel.architectures import build_model
 
-    coarse = build_model("default", blocks=2, block_size=3)
-    rng = np.random.default_rng(2)
-    for layer in coarse.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            shape = tuple(layer.kernel.shape)
-            layer.kernel.assign(rng.normal(0.0, 0.5 / np.sqrt(np.prod(shape[:3])), shape).astype("float32"))
+    coarse = _random_kernels(build_model("default", blocks=2, block_size=3), seed=2)
     tiled = Enhancer(coarse, tile_size=40)
     assert (tiled.tile_size, tiled.tile_margin % 24) == (48, 0)
     image = _random((150, 203, 3), np.float32)
