@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", action="append", metavar="DIR",
                       help="folder of images, searched recursively (repeatable), or 'lfw' to download LFW")
     data.add_argument("--exclude", metavar="LIST", help="file of relative image paths to leave out (e.g. a holdout)")
-    data.add_argument("--balance", action="store_true",
-                      help="draw training patches equally from each --data source (e.g. faces vs photos)")
+    data.add_argument("--balance", nargs="*", type=float, metavar="WEIGHT",
+                      help="draw training patches from each --data source equally (bare --balance) or with one "
+                           "weight per source, e.g. --balance 1 3 (a source with weight 0 only serves validation)")
     data.add_argument("--val-split", type=float, default=0.2, help="fraction of files for validation (default 0.2)")
     data.add_argument("--patch-size", type=int, default=80, help="training crop size in pixels (default 80)")
     data.add_argument("--min-scale", type=float, default=1.0,
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (cosine decay)")
     model.add_argument("--loss", choices=["mse", "l1", "charbonnier"], default="mse")
     model.add_argument("--patience", type=int, default=10, help="early stopping patience on validation PSNR")
+    model.add_argument("--keep", choices=["best", "last"], default="best",
+                       help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "
+                            "weights favour sources the validation crops under-represent")
     model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
     model.add_argument("--seed", type=int, default=0)
     model.add_argument("--init-from", metavar="SOURCE",
@@ -94,9 +98,27 @@ def settings_from_args(args: argparse.Namespace):
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, val_split=args.val_split,
         val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
-        patience=args.patience, max_minutes=args.max_minutes, exclude=args.exclude, init_from=args.init_from, balance=args.balance, strategy=args.strategy,
+        patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude, init_from=args.init_from, balance=_balance(args.balance, args.data), strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
     )
+
+
+def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]:
+    """--balance: absent (False), bare (True: equal) or one non-negative weight per --data source."""
+    if weights is None:
+        return False
+    if not weights:
+        return True
+    if len(weights) != len(data):
+        raise SRModelError(
+            f"--balance takes one weight per --data source ({len(data)}), or none for equal weights. "
+            f"Received: {' '.join(f'{w:g}' for w in weights)}"
+        )
+    if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise SRModelError(
+            f"--balance weights must be non-negative and not all zero. Received: {' '.join(f'{w:g}' for w in weights)}"
+        )
+    return weights
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,6 +205,7 @@ def _augment(image, patch_size: int):
 def make_train_dataset(
     groups: list[list[Path]],
     *,
+    weights: list[float] | None = None,
     patch_size: int,
     batch_size: int,
     percent_range: tuple[float, float],
@@ -213,8 +214,9 @@ def make_train_dataset(
 ):
     """Endless shuffled batches of (pixelated, original) random patches.
 
-    `groups` are lists of image paths drawn from with equal probability (one group: plain shuffling),
-    so a few hundred general photos are not drowned by thousands of faces when balancing is asked for.
+    `groups` are lists of image paths drawn from with probabilities proportional to `weights` (default:
+    equal; one group: plain shuffling), so a few hundred general photos are not drowned by thousands of
+    faces when balancing is asked for.
     """
     import tensorflow as tf
 
@@ -232,13 +234,16 @@ def make_train_dataset(
         ds = ds.map(lambda p: _decode_tf(p, patch_size), num_parallel_calls=autotune).cache()
         return ds.shuffle(min(len(paths), 4096), seed=seed, reshuffle_each_iteration=True).repeat()
 
-    groups = [g for g in groups if g]
-    if not groups:
+    weights = [1.0] * len(groups) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(groups):
+        raise ValueError(f"one weight per group ({len(groups)}). Received: {weights}")
+    kept = [(g, w) for g, w in zip(groups, weights, strict=True) if g and w > 0]
+    if not kept:
         raise DataError("No training images left after the split.")
-    if len(groups) == 1:
-        ds = images(groups[0])
+    if len(kept) == 1:
+        ds = images(kept[0][0])
     else:
-        ds = tf.data.Dataset.sample_from_datasets([images(g) for g in groups], weights=[1.0] * len(groups), seed=seed)
+        ds = tf.data.Dataset.sample_from_datasets([images(g) for g, _ in kept], weights=[w for _, w in kept], seed=seed)
     ds = ds.map(lambda im: _random_rescale(im, min_scale, patch_size), num_parallel_calls=autotune)
     ds = ds.map(lambda im: _augment(im, patch_size), num_parallel_calls=autotune)
     ds = ds.map(to_pair, num_parallel_calls=autotune)

@@ -50,10 +50,11 @@ class TrainSettings:
     min_scale: float = 1.0
     max_val_images: int = 1000
     patience: int = 10
+    keep: str = "best"  # the epoch exported: "best" validation PSNR or "last"
     max_minutes: float | None = None
     exclude: str | None = None
     init_from: str | None = None
-    balance: bool = False
+    balance: bool | list[float] = False  # True: sources drawn equally; a list: one weight per --data source
     strategy: str = "default"
     mixed_precision: bool | str = False  # False, "float16" or "bfloat16" (True: float16, as older runs saved it)
     jit: bool = False
@@ -234,7 +235,11 @@ def _make_stop_callback():
 
 
 def prepare_data(settings: TrainSettings):
-    """Resolves --data (folders or 'lfw'), scans and splits: (train groups, val paths, skipped)."""
+    """Resolves --data (folders or 'lfw'), scans and splits: (train groups, their weights, val paths, skipped).
+
+    The split is over all sources whatever their weights, so re-weighting the sources of a run keeps its
+    validation files; a source of weight 0 contributes only those.
+    """
     from srmodel.data import download_lfw, load_exclusions, scan_images, split_paths
 
     roots: list[str | Path] = []
@@ -245,11 +250,13 @@ def prepare_data(settings: TrainSettings):
     if len(val) > settings.max_val_images:
         val = val[:: int(np.ceil(len(val) / settings.max_val_images))]
     if settings.balance and len(roots) > 1:
+        weights = settings.balance if isinstance(settings.balance, list) else [1.0] * len(roots)
         groups = [[p for p in train if _is_under(p, Path(root))] for root in roots]
-        groups = [g for g in groups if g]
-    else:
-        groups = [train]
-    return groups, val, scan.skipped
+        kept = [(g, w) for g, w in zip(groups, weights, strict=True) if g and w > 0]
+        if not kept:
+            raise DataError("No training images left after the split in the --data sources of non-zero --balance weight.")
+        return [g for g, _ in kept], [w for _, w in kept], val, scan.skipped
+    return [train], [1.0], val, scan.skipped
 
 
 def _pad_for_replicas(val_ds, count: int, replicas: int, batch_size: int):
@@ -458,7 +465,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
 
     print(f"Training on {describe_device()}")
-    train_groups, val_paths, skipped = prepare_data(settings)
+    train_groups, weights, val_paths, skipped = prepare_data(settings)
     train_paths = [p for group in train_groups for p in group]
     if skipped:
         print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
@@ -468,14 +475,18 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
     print(f"Images: {len(train_paths)} for training, {len(val_paths)} for validation")
     if len(train_groups) > 1:
-        print("Sampling the --data sources equally: " + ", ".join(str(len(g)) for g in train_groups) + " images")
+        counts = ", ".join(str(len(g)) for g in train_groups) + " images"
+        if len(set(weights)) == 1:
+            print(f"Sampling the --data sources equally: {counts}")
+        else:
+            print(f"Sampling the --data sources with weights {':'.join(f'{w:g}' for w in weights)}: {counts}")
 
     strategy = _make_strategy(settings)
     replicas = strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
         raise SRModelError(f"--batch-size must be a multiple of the {replicas} replicas. Received: {settings.batch_size}")
     train_ds = make_train_dataset(
-        train_groups, patch_size=settings.patch_size, batch_size=settings.batch_size,
+        train_groups, weights=weights, patch_size=settings.patch_size, batch_size=settings.batch_size,
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.seed,
     )
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
@@ -531,12 +542,13 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             signal.signal(sig, handler)
 
     best_path = ckpt_dir / BEST_CHECKPOINT
-    if best_path.exists():
+    if settings.keep == "best" and best_path.exists():
         model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     metrics = evaluate(model, val_ds, settings.val_percent)
     extra = {
         "epochs_completed": state["epoch"],
         "best_epoch": state.get("best_epoch"),
+        "exported_epoch": state.get("best_epoch") if settings.keep == "best" and best_path.exists() else state["epoch"],
         "train_images": len(train_paths),
         "val_images": len(val_paths),
         "skipped_files": len(skipped),

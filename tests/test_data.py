@@ -87,3 +87,36 @@ def test_lfw_download_from_local_archive(tmp_path):
     assert again == folder
     with pytest.raises(DataError, match="Could not download LFW"):
         download_lfw(cache_dir=str(tmp_path / "cache2"), origin=archive.as_uri(), file_hash="0" * 64)
+
+
+def _flat_images(folder, value, count):
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(folder / f"{i}.png")
+    return sorted(folder.iterdir())
+
+
+def test_training_sources_are_drawn_by_weight(tmp_path):
+    from srmodel.data import make_train_dataset
+
+    dark, light = _flat_images(tmp_path / "dark", 0, 4), _flat_images(tmp_path / "light", 255, 2)
+    kwargs = {"patch_size": 16, "batch_size": 400, "percent_range": (20.0, 60.0)}
+    _, y = next(iter(make_train_dataset([dark, light], weights=[1.0, 3.0], **kwargs)))
+    assert 0.68 < float(np.mean(np.mean(y, axis=(1, 2, 3)) > 0.5)) < 0.82
+    _, y = next(iter(make_train_dataset([dark, light], weights=[0.0, 1.0], **kwargs)))
+    assert float(np.min(y)) == 1.0  # a source of weight 0 is never drawn
+    with pytest.raises(ValueError, match="one weight per group"):
+        make_train_dataset([dark, light], weights=[1.0], **kwargs)
+
+
+def test_reweighting_sources_keeps_the_validation_split(tmp_path):
+    from srmodel.training import TrainSettings, prepare_data
+
+    faces, photos = tmp_path / "faces", tmp_path / "photos"
+    _flat_images(faces, 0, 10), _flat_images(photos, 255, 10)
+    data = [str(faces), str(photos)]
+    equal = prepare_data(TrainSettings(data=data, out=str(tmp_path / "o"), balance=True))
+    photos_only = prepare_data(TrainSettings(data=data, out=str(tmp_path / "o"), balance=[0.0, 1.0]))
+    assert photos_only[2] == equal[2]  # the same held-out files
+    assert len(equal[0]) == 2 and equal[1] == [1.0, 1.0]
+    assert photos_only[0] == [equal[0][1]] and photos_only[1] == [1.0]

@@ -71,6 +71,13 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
                       "--arch-kwargs", '{"filters": 8, "blocks": 2}', "--out", str(tmp_path / "tuned"))
     assert tuned.returncode == 0, tuned.stderr
     assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
+    # Weighted sources, and the last epoch exported whatever the validation crops say.
+    weighted = run_train("--data", str(photos), "--data", str(other), "--balance", "1", "3", "--keep", "last",
+                         "--init-from", str(out), *TINY, "--out", str(tmp_path / "weighted"))
+    assert weighted.returncode == 0, weighted.stderr
+    assert "Sampling the --data sources with weights 1:3" in weighted.stdout
+    training = json.loads((tmp_path / "weighted" / "config.json").read_text())["training"]
+    assert training["balance"] == [1.0, 3.0] and training["keep"] == "last" and training["exported_epoch"] == 2
     assert "New layers (trained from scratch, added as identity): block1_conv1, block1_conv2" in tuned.stdout
     grown = json.loads((tmp_path / "tuned" / "config.json").read_text())["architecture"]
     assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2, "block_size": 2}}
@@ -236,6 +243,10 @@ def test_bad_arguments_exit_2(tmp_path):
     assert result.returncode == 2 and "Unknown architecture" in result.stderr
     result = run_train("--resume", "--out", str(tmp_path / "nothing"), timeout=120)
     assert result.returncode == 2 and "no interrupted run" in result.stderr
+    result = run_train("--data", str(tmp_path), "--data", "x", "--balance", "1", "--out", str(tmp_path / "o"), timeout=120)
+    assert result.returncode == 2 and "one weight per --data source (2), or none for equal weights. Received: 1" in result.stderr
+    result = run_train("--data", str(tmp_path), "--balance", "-1", "--out", str(tmp_path / "o"), timeout=120)
+    assert result.returncode == 2 and "non-negative and not all zero. Received: -1" in result.stderr
 
 
 def test_a_lost_interrupt_is_raised_again_at_the_next_batch():

@@ -66,7 +66,7 @@ def training_groups(args: argparse.Namespace) -> list[list[Path]]:
         val_split=args.val_split,
     )
     if not args.no_split:
-        groups, _, _ = prepare_data(settings)
+        groups, _, _, _ = prepare_data(settings)
         return groups
     from srmodel.data import load_exclusions, scan_images
 
