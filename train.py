@@ -109,15 +109,13 @@ def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]
         return False
     if not weights:
         return True
+    received = " ".join(f"{w:g}" for w in weights)
     if len(weights) != len(data):
         raise SRModelError(
-            f"--balance takes one weight per --data source ({len(data)}), or none for equal weights. "
-            f"Received: {' '.join(f'{w:g}' for w in weights)}"
+            f"--balance takes one weight per --data source ({len(data)}), or none for equal weights. Received: {received}"
         )
     if any(not w >= 0 for w in weights) or not sum(weights) > 0:
-        raise SRModelError(
-            f"--balance weights must be non-negative and not all zero. Received: {' '.join(f'{w:g}' for w in weights)}"
-        )
+        raise SRModelError(f"--balance weights must be non-negative and not all zero. Received: {received}")
     return weights
 
 
