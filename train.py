@@ -98,7 +98,8 @@ def settings_from_args(args: argparse.Namespace):
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, val_split=args.val_split,
         val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
-        patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude, init_from=args.init_from, balance=_balance(args.balance, args.data), strategy=args.strategy,
+        patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
+        init_from=args.init_from, balance=_balance(args.balance, args.data), strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
     )
 

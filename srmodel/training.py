@@ -542,13 +542,14 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             signal.signal(sig, handler)
 
     best_path = ckpt_dir / BEST_CHECKPOINT
-    if settings.keep == "best" and best_path.exists():
+    export_best = settings.keep == "best" and best_path.exists()
+    if export_best:
         model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     metrics = evaluate(model, val_ds, settings.val_percent)
     extra = {
         "epochs_completed": state["epoch"],
         "best_epoch": state.get("best_epoch"),
-        "exported_epoch": state.get("best_epoch") if settings.keep == "best" and best_path.exists() else state["epoch"],
+        "exported_epoch": state.get("best_epoch") if export_best else state["epoch"],
         "train_images": len(train_paths),
         "val_images": len(val_paths),
         "skipped_files": len(skipped),
