@@ -73,7 +73,7 @@ def _last_conv_name(model) -> str | None:
 
 
 def cast_model(model, precision: str):
-    """A copy of `model` computing in `precision` ("float32" or "bfloat16"), with the same weights.
+    """An uncompiled copy of `model` computing in `precision` ("float32" or "bfloat16"), with the same weights.
 
     For bfloat16 the hidden layers get Keras' mixed_bfloat16 policy (float32 weights, bfloat16
     compute) and the image path stays float32 (see the module docstring).
@@ -92,6 +92,11 @@ def cast_model(model, precision: str):
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone_layer)
+    if copy.compiled:
+        # Keras 3 compiles a clone like its original, and `save` then writes that optimizer's state
+        # into the file: a trained model exported this way came out 2.8× its size. Rebuilding from
+        # the config gives the same layers, uncompiled.
+        copy = copy.__class__.from_config(copy.get_config())
     copy.set_weights(model.get_weights())
     return copy
 

@@ -154,3 +154,14 @@ def hf_env(endpoint: str, home: Path, token: str | None = WRITE_TOKEN, **extra: 
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def saved_weight_groups(path: Path) -> set[str]:
+    """Top-level groups of the weights inside a .keras file: "layers", and "optimizer" if it was saved."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        return set(weights.keys())

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import saved_weight_groups
 
 from srmodel import precision
 from srmodel.metrics import image_psnr
@@ -95,3 +96,25 @@ def test_enhancer_reports_its_precision_and_tiles_the_same(cpu_only):
     half.tile_size = 64
     np.testing.assert_allclose(half(pixelated), whole, atol=0.02)
     assert image_psnr(full(pixelated), whole) > 50
+
+
+@pytest.mark.parametrize("target", ["float32", "bfloat16"])
+def test_copies_of_a_trained_model_carry_no_optimizer(target, tmp_path):
+    from srmodel.architectures import build_model
+
+    model = build_model("default", filters=8, blocks=1)
+    model.compile(optimizer="adam", loss="mse")
+    images = np.random.default_rng(0).random((2, 16, 16, 3), dtype=np.float32)
+    model.fit(images, images, epochs=1, verbose=0)
+    assert "optimizer" in saved_weight_groups(_save(model, tmp_path / "trained.keras"))  # what the copy must shed
+
+    copy = precision.cast_model(model, target)
+    assert not copy.compiled
+    assert "optimizer" not in saved_weight_groups(_save(copy, tmp_path / "copy.keras"))
+    for mine, theirs in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def _save(model, path: Path) -> Path:
+    model.save(path)
+    return path

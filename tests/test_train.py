@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import saved_weight_groups
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +79,9 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert "Sampling the --data sources with weights 1:3" in weighted.stdout
     training = json.loads((tmp_path / "weighted" / "config.json").read_text())["training"]
     assert training["balance"] == [1.0, 3.0] and training["keep"] == "last" and training["exported_epoch"] == 2
+    # The last epoch is the live, compiled model: its optimizer must not be published with it.
+    assert "optimizer" not in saved_weight_groups(tmp_path / "weighted" / "model.keras")
+    assert "optimizer" not in saved_weight_groups(out / "model.keras")
     assert "New layers (trained from scratch, added as identity): block1_conv1, block1_conv2" in tuned.stdout
     grown = json.loads((tmp_path / "tuned" / "config.json").read_text())["architecture"]
     assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2, "block_size": 2}}
