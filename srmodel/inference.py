@@ -245,7 +245,8 @@ class Enhancer:
         calls running side by side. The pool grows to the peak number of simultaneous calls; each copy
         shares the model's weights.
         """
-        with self._pool_lock:  # Tracing is rare (once per extra simultaneous caller) and not thread-safe.
+        # Tracing is rare (once per extra simultaneous caller); under the lock, two threads never trace at once.
+        with self._pool_lock:
             run = self._idle_runs.pop() if self._idle_runs else self._trace()
         try:
             restored = run(rgb[None])
