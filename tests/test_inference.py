@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -198,22 +199,13 @@ def test_info_has_architecture_and_metrics(model):
 def _in_threads(count: int, work: Callable[[int], None]) -> None:
     """Runs work(0) ... work(count - 1) in threads released together; re-raises the first error here."""
     barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
 
     def run(i: int) -> None:
-        try:
-            barrier.wait()
-            work(i)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
-            errors.append(exc)
+        barrier.wait()
+        work(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(max_workers=count) as pool:  # One thread per call: all reach the barrier.
+        list(pool.map(run, range(count)))
 
 
 def test_concurrent_calls_give_same_results(tiled):
