@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--steps-per-epoch", type=int, default=200)
     model.add_argument("--batch-size", type=int, default=16)
     model.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (cosine decay)")
-    model.add_argument("--loss", choices=["mse", "l1", "charbonnier"], default="mse")
+    model.add_argument("--loss", choices=["mse", "l1", "charbonnier", "psnr"], default="mse",
+                       help="psnr: minus each patch's PSNR, so every patch's gain counts in dB (see srmodel/losses.py)")
     model.add_argument("--patience", type=int, default=10, help="early stopping patience on validation PSNR")
     model.add_argument("--keep", choices=["best", "last"], default="best",
                        help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "

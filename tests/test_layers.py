@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from srmodel.layers import PadToMultiple, _fold, _pad_edge, _unfold
-from srmodel.losses import charbonnier
+from srmodel.losses import charbonnier, psnr_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +38,18 @@ def test_charbonnier_is_the_smooth_l1_formula():
     a, b = rng.random((2, 3, 5, 5, 3)).astype(np.float32)
     expected = np.sqrt((a - b) ** 2 + 1e-6).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(np.asarray(charbonnier(a, b)), expected, rtol=1e-6)
+
+
+def test_psnr_loss_is_minus_each_patchs_psnr_with_a_floor():
+    rng = np.random.default_rng(2)
+    a = rng.random((3, 8, 8, 3)).astype(np.float32)
+    b = a + rng.normal(0, 0.05, a.shape).astype(np.float32)
+    b[2] = a[2]  # a perfect patch stops at the 50 dB floor instead of -inf
+    mse = ((a - b) ** 2).mean(axis=(1, 2, 3))
+    got = np.asarray(psnr_loss(a, b))
+    np.testing.assert_allclose(got[:2], -np.asarray(tf.image.psnr(a[:2], b[:2], 1.0)), atol=0.02)
+    np.testing.assert_allclose(got, 10 * np.log10(mse + 1e-5), rtol=1e-5)
+    assert got[2] == pytest.approx(-50.0)
 
 
 def _predict_in_subprocess(backend: str, model: Path, x_path: Path, out_path: Path) -> dict:

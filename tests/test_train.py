@@ -166,7 +166,7 @@ def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
 def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     out = tmp_path / "run"
     args = ["--data", str(photos), "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "2",
-            "--patch-size", "24", "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+            "--patch-size", "24", "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--loss", "psnr", "--out", str(out)]
     # As from a terminal: the default SIGINT disposition, whatever the test runner's parent chose to ignore.
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
