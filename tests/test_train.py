@@ -165,6 +165,7 @@ def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     out = tmp_path / "run"
+    # --loss psnr: the checkpoint resumed from is compiled with it, so it must reload with safe_mode=True too.
     args = ["--data", str(photos), "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "2",
             "--patch-size", "24", "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--loss", "psnr", "--out", str(out)]
     # As from a terminal: the default SIGINT disposition, whatever the test runner's parent chose to ignore.
@@ -267,3 +268,16 @@ def test_a_lost_interrupt_is_raised_again_at_the_next_batch():
             callback.on_test_batch_end(0)
     finally:
         _STOP_REQUESTED.clear()
+
+
+def test_train_offers_every_registered_loss():
+    """train.py lists the loss names itself (it imports TensorFlow only after parsing); they must not drift."""
+    import importlib.util
+
+    from srmodel.losses import LOSSES
+
+    spec = importlib.util.spec_from_file_location("train_entry", REPO / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    (loss,) = [action for action in train.build_parser()._actions if action.dest == "loss"]
+    assert sorted(loss.choices) == sorted(LOSSES)
