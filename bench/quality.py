@@ -228,7 +228,8 @@ def format_table(rows: list[dict], method_names: list[str], delta_models: list[s
             cells.append(f"{score['psnr']:.2f} / {score['ssim']:.4f}")
         for name in delta_models:
             model, bicubic = row["methods"][name], row["methods"]["bicubic"]
-            cells.append(f"{model['psnr'] - bicubic['psnr']:+.2f} dB / {model['ssim'] - bicubic['ssim']:+.4f}")
+            # Three decimals: the targets are gaps such as +1.5 dB, which +1.496 must not round up to.
+            cells.append(f"{model['psnr'] - bicubic['psnr']:+.3f} dB / {model['ssim'] - bicubic['ssim']:+.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
