@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "
                             "weights favour sources the validation crops under-represent")
     model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--seed", type=int, default=0, help="picks the validation split (and the patches)")
+    model.add_argument("--sample-seed", type=int,
+                       help="draw other patches than --seed would, keeping its validation split: for a fine-tune "
+                            "that continues a run of the same --seed")
     model.add_argument("--init-from", metavar="SOURCE",
                        help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch; --arch-kwargs may add blocks)")
 
@@ -97,7 +100,8 @@ def settings_from_args(args: argparse.Namespace):
     return TrainSettings(
         data=args.data, out=args.out, arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs or 20,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
-        learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, val_split=args.val_split,
+        learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, sample_seed=args.sample_seed,
+        val_split=args.val_split,
         val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
         patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
         init_from=args.init_from, balance=_balance(args.balance, args.data), strategy=args.strategy,

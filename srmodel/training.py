@@ -43,7 +43,8 @@ class TrainSettings:
     patch_size: int = 80
     learning_rate: float = 1e-3
     loss: str = "mse"
-    seed: int = 0
+    seed: int = 0  # picks the validation split (and, without sample_seed, the patches)
+    sample_seed: int | None = None  # re-draws the patches of a continued run without moving its validation files
     val_split: float = 0.2
     val_percent: float = 40.0
     percent_range: tuple[float, float] = (20.0, 60.0)
@@ -60,6 +61,10 @@ class TrainSettings:
     jit: bool = False
     threads: int | None = None
     logical_cpus: int = 0
+
+    @property
+    def patch_seed(self) -> int:
+        return self.seed if self.sample_seed is None else self.sample_seed
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -81,7 +86,7 @@ def _configure_tensorflow(settings: TrainSettings):
     import keras
 
     keras.mixed_precision.set_global_policy(precision_policy(settings.mixed_precision))
-    keras.utils.set_random_seed(settings.seed)
+    keras.utils.set_random_seed(settings.patch_seed)
 
 
 def precision_policy(mixed_precision: bool | str) -> str:
@@ -487,7 +492,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         raise SRModelError(f"--batch-size must be a multiple of the {replicas} replicas. Received: {settings.batch_size}")
     train_ds = make_train_dataset(
         train_groups, weights=weights, patch_size=settings.patch_size, batch_size=settings.batch_size,
-        percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.seed,
+        percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.patch_seed,
     )
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)

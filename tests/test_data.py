@@ -120,3 +120,16 @@ def test_reweighting_sources_keeps_the_validation_split(tmp_path):
     assert photos_only[2] == equal[2]  # the same held-out files
     assert len(equal[0]) == 2 and equal[1] == [1.0, 1.0]
     assert photos_only[0] == [equal[0][1]] and photos_only[1] == [1.0]
+
+
+def test_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp_path):
+    from srmodel.training import TrainSettings, prepare_data
+
+    _flat_images(tmp_path / "a", 0, 10), _flat_images(tmp_path / "b", 255, 10)
+    data = [str(tmp_path / "a"), str(tmp_path / "b")]
+    first = TrainSettings(data=data, out=str(tmp_path / "o"))
+    again = TrainSettings(data=data, out=str(tmp_path / "o"), sample_seed=7)
+    other_split = TrainSettings(data=data, out=str(tmp_path / "o"), seed=7)
+    assert (first.patch_seed, again.patch_seed) == (0, 7)
+    assert prepare_data(again)[2] == prepare_data(first)[2]  # the same held-out files
+    assert prepare_data(other_split)[2] != prepare_data(first)[2]

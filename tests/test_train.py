@@ -74,11 +74,12 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
     # Weighted sources, and the last epoch exported whatever the validation crops say.
     weighted = run_train("--data", str(photos), "--data", str(other), "--balance", "1", "3", "--keep", "last",
-                         "--init-from", str(out), *TINY, "--out", str(tmp_path / "weighted"))
+                         "--sample-seed", "1", "--init-from", str(out), *TINY, "--out", str(tmp_path / "weighted"))
     assert weighted.returncode == 0, weighted.stderr
     assert "Sampling the --data sources with weights 1:3" in weighted.stdout
     training = json.loads((tmp_path / "weighted" / "config.json").read_text())["training"]
     assert training["balance"] == [1.0, 3.0] and training["keep"] == "last" and training["exported_epoch"] == 2
+    assert (training["seed"], training["sample_seed"]) == (0, 1)
     # The last epoch is the live, compiled model: its optimizer must not be published with it.
     assert "optimizer" not in saved_weight_groups(tmp_path / "weighted" / "model.keras")
     assert "optimizer" not in saved_weight_groups(out / "model.keras")
