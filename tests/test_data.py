@@ -131,5 +131,6 @@ def test_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp_path):
     again = TrainSettings(data=data, out=str(tmp_path / "o"), sample_seed=7)
     other_split = TrainSettings(data=data, out=str(tmp_path / "o"), seed=7)
     assert (first.patch_seed, again.patch_seed) == (0, 7)
-    assert prepare_data(again)[2] == prepare_data(first)[2]  # the same held-out files
-    assert prepare_data(other_split)[2] != prepare_data(first)[2]
+    held_out = prepare_data(first)[2]
+    assert prepare_data(again)[2] == held_out  # the same held-out files
+    assert prepare_data(other_split)[2] != held_out
