@@ -79,7 +79,7 @@ def test_finetune_runs_on_jax_and_the_result_loads_in_tensorflow(tmp_path):
         sys.executable, str(ROOT / "tools" / "finetune.py"), "--init", str(init),
         "--data", str(tmp_path / "faces"), "--data", str(tmp_path / "photos"), "--balance", "--no-split",
         "--minutes", "0.01", "--batch-size", "2", "--workers", "1", "--probe-steps", "3",
-        "--steps-per-epoch", "2", "--min-scale", "0.5", "--out", str(tmp_path / "out"),
+        "--steps-per-epoch", "2", "--min-scale", "0.5", "--sample-seed", "5", "--out", str(tmp_path / "out"),
     ]
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -87,6 +87,7 @@ def test_finetune_runs_on_jax_and_the_result_loads_in_tensorflow(tmp_path):
     assert "images per source: [3, 3]" in done.stdout
     record = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert record["backend"] == "jax" and record["steps"] >= 2 and record["patches"] == record["steps"] * 2
+    assert record["seed"] == 0 and record["sample_seed"] == 5
     from srmodel.folder import load_model_folder
 
     tuned, config, _ = load_model_folder(tmp_path / "out")
@@ -96,6 +97,31 @@ def test_finetune_runs_on_jax_and_the_result_loads_in_tensorflow(tmp_path):
     assert tuned.count_params() == start.count_params()
     moved = [not np.array_equal(a, b) for a, b in zip(tuned.get_weights(), start.get_weights(), strict=True)]
     assert any(moved)
+
+
+def _finetune_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune", ROOT / "tools" / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_finetune_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp_path):
+    finetune = _finetune_module()
+    for name, value in (("faces", 90), ("photos", 160)):
+        _write_folder(tmp_path / name, value)
+        for i in range(3, 10):
+            Image.fromarray(np.full((40, 40, 3), value, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    init = str(ROOT / "srmodel" / "bundled" / "default" / "model.keras")
+    common = ["--init", init, "--data", str(tmp_path / "faces"), "--data", str(tmp_path / "photos"), "--balance",
+              "--minutes", "1", "--out", str(tmp_path / "out"), "--seed", "3"]
+    plain = finetune.parse_args(common)
+    redrawn = finetune.parse_args([*common, "--sample-seed", "11"])
+    assert finetune.patch_seed(plain) == 3 and finetune.patch_seed(redrawn) == 11
+    assert finetune.training_groups(plain) == finetune.training_groups(redrawn)
+    assert sum(len(group) for group in finetune.training_groups(plain)) < 20  # the split held some files out
 
 
 def test_finetune_names_a_missing_model(tmp_path):

@@ -39,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val-split", type=float, default=0.2, help="held out exactly as train.py does")
     parser.add_argument("--no-split", action="store_true",
                         help="the --data folders already hold only training files (a copy of a split's train side)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="picks the validation split as train.py's --seed does (and, without --sample-seed, the patches)")
+    parser.add_argument("--sample-seed", type=int,
+                        help="draw other patches than --seed would, keeping its split: for a fine-tune that continues "
+                             "one of the same --seed")
     parser.add_argument("--minutes", type=float, required=True, help="time for the fit itself")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--patch-size", type=int, default=80)
@@ -74,6 +78,11 @@ def training_groups(args: argparse.Namespace) -> list[list[Path]]:
     if args.balance:
         return [scan_images([root], excluded).paths for root in args.data]
     return [scan_images(args.data, excluded).paths]
+
+
+def patch_seed(args: argparse.Namespace) -> int:
+    """The seed of the patch streams: train.py's rule, so one --seed/--sample-seed pair means the same in both."""
+    return args.seed if args.sample_seed is None else args.sample_seed
 
 
 def _fill_queue(sampler: PatchSampler, batches, batch_size: int, seed: int) -> None:
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(decoded in {time.time() - started:.0f} s)", flush=True)
     sampler = PatchSampler(images, patch_size=args.patch_size, percent_range=tuple(args.percent_range),
                            min_scale=args.min_scale)
-    batches = BatchStream(sampler, args.batch_size, args.workers, args.seed)
+    batches = BatchStream(sampler, args.batch_size, args.workers, patch_seed(args))
 
     model = keras.saving.load_model(args.init, compile=False, safe_mode=True)
     # Throughput first, at a learning rate of 0 (Adam then leaves the weights exactly as they are).
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "init": args.init, "backend": keras.backend.backend(), "data": args.data, "balance": args.balance,
         "exclude": args.exclude, "no_split": args.no_split, "val_split": None if args.no_split else args.val_split,
-        "seed": args.seed, "min_scale": args.min_scale,
+        "seed": args.seed, "sample_seed": args.sample_seed, "min_scale": args.min_scale,
         "percent_range": list(args.percent_range), "batch_size": args.batch_size,
         "patch_size": args.patch_size, "learning_rate": args.learning_rate, "loss": "charbonnier",
         "setup_seconds": round(fit_started - started, 1), "ms_per_step": round(step_seconds * 1000, 2),
