@@ -91,7 +91,8 @@ def test_finetune_runs_on_jax_and_the_result_loads_in_tensorflow(tmp_path):
     from srmodel.folder import load_model_folder
 
     tuned, config, _ = load_model_folder(tmp_path / "out")
-    assert config["architecture"]["kwargs"]["blocks"] == 16
+    bundled = json.loads((init.parent / "config.json").read_text())
+    assert config["architecture"] == bundled["architecture"]  # the layers do not change in a fine-tune
     assert config["training"]["tool"] == "tools/finetune.py" and config["training"]["backend"] == "jax"
     start = keras.saving.load_model(init, safe_mode=True, compile=False)
     assert tuned.count_params() == start.count_params()
