@@ -122,7 +122,7 @@ def test_reweighting_sources_keeps_the_validation_split(tmp_path):
     assert photos_only[0] == [equal[0][1]] and photos_only[1] == [1.0]
 
 
-def test_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp_path):
+def test_sample_seed_seeds_the_patches_but_keeps_the_validation_split(tmp_path):
     from srmodel.training import TrainSettings, prepare_data
 
     _flat_images(tmp_path / "a", 0, 10), _flat_images(tmp_path / "b", 255, 10)

@@ -109,7 +109,7 @@ def _finetune_module():
     return module
 
 
-def test_finetune_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp_path):
+def test_finetune_sample_seed_seeds_the_patches_but_keeps_the_validation_split(tmp_path):
     finetune = _finetune_module()
     for name, value in (("faces", 90), ("photos", 160)):
         _write_folder(tmp_path / name, value)
@@ -120,7 +120,7 @@ def test_finetune_sample_seed_redraws_patches_but_keeps_the_validation_split(tmp
               "--minutes", "1", "--out", str(tmp_path / "out"), "--seed", "3"]
     plain = finetune.parse_args(common)
     redrawn = finetune.parse_args([*common, "--sample-seed", "11"])
-    assert finetune.patch_seed(plain) == 3 and finetune.patch_seed(redrawn) == 11
+    assert finetune.train_settings(plain).patch_seed == 3 and finetune.train_settings(redrawn).patch_seed == 11
     assert finetune.training_groups(plain) == finetune.training_groups(redrawn)
     assert sum(len(group) for group in finetune.training_groups(plain)) < 20  # the split held some files out
 

@@ -63,14 +63,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    """train.py's settings for these arguments, so the split and the seeds follow train.py's rules."""
+    return TrainSettings(
+        data=args.data, out=args.out, exclude=args.exclude, balance=args.balance, seed=args.seed,
+        sample_seed=args.sample_seed, val_split=args.val_split,
+    )
+
+
 def training_groups(args: argparse.Namespace) -> list[list[Path]]:
     """The same files train.py trains on for these arguments (its scan, split and balancing)."""
-    settings = TrainSettings(
-        data=args.data, out=args.out, exclude=args.exclude, balance=args.balance, seed=args.seed,
-        val_split=args.val_split,
-    )
     if not args.no_split:
-        groups, _, _, _ = prepare_data(settings)
+        groups, _, _, _ = prepare_data(train_settings(args))
         return groups
     from srmodel.data import load_exclusions, scan_images
 
@@ -78,11 +82,6 @@ def training_groups(args: argparse.Namespace) -> list[list[Path]]:
     if args.balance:
         return [scan_images([root], excluded).paths for root in args.data]
     return [scan_images(args.data, excluded).paths]
-
-
-def patch_seed(args: argparse.Namespace) -> int:
-    """The seed of the patch streams: train.py's rule, so one --seed/--sample-seed pair means the same in both."""
-    return args.seed if args.sample_seed is None else args.sample_seed
 
 
 def _fill_queue(sampler: PatchSampler, batches, batch_size: int, seed: int) -> None:
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(decoded in {time.time() - started:.0f} s)", flush=True)
     sampler = PatchSampler(images, patch_size=args.patch_size, percent_range=tuple(args.percent_range),
                            min_scale=args.min_scale)
-    batches = BatchStream(sampler, args.batch_size, args.workers, patch_seed(args))
+    batches = BatchStream(sampler, args.batch_size, args.workers, train_settings(args).patch_seed)
 
     model = keras.saving.load_model(args.init, compile=False, safe_mode=True)
     # Throughput first, at a learning rate of 0 (Adam then leaves the weights exactly as they are).
