@@ -41,7 +41,7 @@ def resolve_arguments(name: str, kwargs: dict) -> dict:
     """Validates an architecture's keyword arguments and returns them with every default filled in.
 
     Runs record the resolved arguments, so a model keeps its shape on `--resume` and in config.json
-    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12 and 16 blocks).
+    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12, 16 and 20 blocks).
     """
     import inspect
 
@@ -141,7 +141,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
 
 
 @register("default")
-def build_default(filters: int = 32, blocks: int = 16, block_size: int = 2) -> keras.Model:
+def build_default(filters: int = 32, blocks: int = 20, block_size: int = 2) -> keras.Model:
     """Our CPU-friendly restorer: space-to-depth encoder, residual blocks, pixel-shuffle decoder.
 
     Folding `block_size`² pixels into channels lets every 3×3 convolution see a wider neighbourhood
@@ -178,8 +178,8 @@ def build_default(filters: int = 32, blocks: int = 16, block_size: int = 2) -> k
 def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
 
-    This is how a deeper model starts from a trained shallower one (the bundled 16-block `default` grew
-    from a trained 4-block one in four steps): every trained layer must exist in `target` with the same
+    This is how a deeper model starts from a trained shallower one (the bundled 20-block `default` grew
+    from a trained 4-block one in five steps): every trained layer must exist in `target` with the same
     shapes. New layers keep their initialisation, except the last convolution of each new residual
     branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
     computing exactly what the trained one did and training only has to improve on it.
