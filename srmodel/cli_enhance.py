@@ -81,7 +81,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help=f"pixelate each image first (to PERCENT %% of each side) and save that too, as NAME{PIXELATED_TAG}.EXT",
     )
     parser.add_argument(
-        "--tile-size", type=_positive_tile, default=512, metavar="N", help="tile side in pixels; smaller uses less memory (default: 512)"
+        "--tile-size", type=_positive_tile, default=None, metavar="N",
+        help="tile side in pixels; smaller uses less memory (default: chosen from the model, 512 to 1024)"
     )
     parser.add_argument(
         "--precision",
@@ -181,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         enhancer = _load_enhancer(args.model, args.precision)
-        enhancer.tile_size = args.tile_size
+        if args.tile_size is not None:
+            enhancer.tile_size = args.tile_size
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE

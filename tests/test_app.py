@@ -192,11 +192,11 @@ def test_exif_rotated_photo_is_upright(client, tmp_path):
 
 
 def test_large_image_is_enhanced_in_tiles(client, tmp_path):
-    # 520×560 needs 2×2 of the enhancer's 512-pixel tiles and stays under the 0.3 MP test limit.
-    path = _save(tmp_path, "large.png", _photo(520, 560))
+    # 200×1100 needs two of the tiny test model's 1024-pixel tiles and stays under the 0.3 MP test limit.
+    path = _save(tmp_path, "large.png", _photo(200, 1100))
     pixelated_path, _ = client.predict(handle_file(path), 30, api_name="/pixelate")
     enhanced_path, metrics = client.predict(handle_file(path), api_name="/enhance")
     enhanced = read_image(enhanced_path)
-    assert enhanced.shape == (520, 560, 3)
+    assert enhanced.shape == (200, 1100, 3)
     assert np.abs(enhanced.astype(int) - read_image(pixelated_path).astype(int)).max() <= 1
     assert metrics["region"] == "whole image"

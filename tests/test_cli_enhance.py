@@ -16,7 +16,7 @@ class FakeEnhancer:
     """Stands in for the model: inverts the image, so outputs are easy to check and instant."""
 
     def __init__(self):
-        self.tile_size = 512
+        self.tile_size = 1024  # what the model chose; the CLI keeps it unless told otherwise
 
     def enhance(self, image: np.ndarray, progress=None, *, self_ensemble: bool = False) -> np.ndarray:
         self.self_ensemble = self_ensemble
@@ -136,6 +136,12 @@ def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
     write_image(tmp_path / "a.png", _image(6))
     assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", "nowhere"]) == 2
     assert "Model folder not found: nowhere" in capsys.readouterr().err
+
+
+def test_without_tile_size_the_model_keeps_its_own(tmp_path, fake):
+    write_image(tmp_path / "in" / "a.png", _image(0))
+    assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert fake.tile_size == 1024
 
 
 @pytest.mark.parametrize("flags", [["--pixelate", "0"], ["--pixelate", "101"], ["--tile-size", "4"], []])

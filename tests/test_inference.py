@@ -315,3 +315,16 @@ def test_tiles_align_to_a_grid_that_does_not_divide_eight():
     whole = Enhancer(coarse, tile_size=4096).enhance(image)
     assert np.abs(whole - image).mean() > 0.05
     assert np.abs(tiled.enhance(image) - whole).max() <= TOL
+
+
+def test_automatic_tiles_are_large_for_narrow_models_and_512_for_wide_ones():
+    """Margins are recomputed per tile, so the default model's 88-pixel margins call for big tiles, while
+    the tutorial's 64 full-resolution channels would take far more memory per pixel."""
+    from srmodel.architectures import build_model
+    from srmodel.inference import automatic_tile_size, widest_feature_map
+
+    default, tutorial = build_model("default"), build_model("tutorial-autoencoder")
+    assert (widest_feature_map(default), widest_feature_map(tutorial)) == (8.0, 64.0)
+    assert Enhancer(default).tile_size == 1024 and Enhancer(tutorial).tile_size == 512
+    assert automatic_tile_size(default, margin=400) == 512  # huge margins: the budget keeps tiles small
+    assert Enhancer(default, tile_size=256).tile_size == 256  # an explicit size wins
