@@ -1,4 +1,4 @@
-"""Smoke tests for bench/quality.py and bench/speed.py on a tiny random-weight model folder."""
+"""Smoke tests for the bench/ scripts on a tiny random-weight model folder."""
 
 from __future__ import annotations
 
@@ -197,3 +197,18 @@ def test_speed_keras_names_a_bad_model_spec(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "speed_keras.py"), "--model", "nofolder"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Received: 'nofolder'" in proc.stderr
+
+
+def test_arithmetic_prints_counts_and_the_speed_they_allow(tiny_model, tmp_path):
+    out_json = tmp_path / "arithmetic.json"
+    stdout = run_script("arithmetic.py", "--model", f"tiny={tiny_model}", "--matmul-size", "64", "--repeats", "1",
+                        "--json", str(out_json))
+    assert "| model | multiply-adds per output pixel |" in stdout
+    payload = json.loads(out_json.read_text())
+    (row,) = payload["models"]
+    assert row["name"] == "tiny" and row["multiply_adds_per_pixel"] == 9 * (12 * 8 + 2 * 8 * 8 + 8 * 12) / 4
+    for precision in ("float32", "bfloat16"):
+        rate = payload["gmac_per_s"][precision]
+        assert rate > 0
+        assert row["bound_mp_per_s"][precision] == pytest.approx(rate * 1e3 / row["multiply_adds_per_pixel"])
+    assert f"| tiny | {row['multiply_adds_per_pixel']:,.0f} |" in stdout

@@ -1,0 +1,41 @@
+"""How much arithmetic a model spends per output pixel.
+
+Speed on a CPU is multiply-adds divided by what the cores can do, so counting them says how fast a
+model *could* run before timing it, and whether a speed target is within reach of an architecture at all
+(`bench/arithmetic.py` divides a measured matrix-multiply rate by this count).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def multiply_adds_per_pixel(model: keras.Model, probe_size: int = 64) -> float:
+    """Multiply-adds of every convolution, per output pixel, from one probe call on a square image.
+
+    Counts `Conv2D` layers only (the registered architectures' sole weighted layers); a model with other
+    weighted layers raises, rather than being under-counted. `probe_size` should be a multiple of the
+    model's grid, so that no padding inflates the count.
+    """
+    if probe_size < 1:
+        raise ValueError(f"Expected probe_size >= 1. Received: probe_size={probe_size}")
+    convolutions = []
+    for layer in model.layers:
+        if type(layer) is keras.layers.Conv2D:
+            convolutions.append(layer)
+        elif layer.weights:
+            raise ValueError(
+                "Only Conv2D layers can be counted. "
+                f"Received: layer {layer.name!r} of type {type(layer).__name__} with weights."
+            )
+    if not convolutions:
+        return 0.0
+    probe = keras.Model(model.inputs, [layer.output for layer in convolutions])
+    outputs = probe([np.zeros((1, probe_size, probe_size, 3), "float32")])
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    total = 0
+    for layer, output in zip(convolutions, outputs, strict=True):
+        height, width = int(output.shape[1]), int(output.shape[2])
+        total += height * width * int(np.prod(layer.kernel.shape))  # kh·kw·(in/groups)·out per position
+    return total / probe_size**2
