@@ -451,6 +451,16 @@ def _with_recovered_arguments(settings: TrainSettings, model) -> TrainSettings:
     return replace(settings, arch_kwargs=recovered)
 
 
+def _cost(model) -> str:
+    """", N multiply-adds per output pixel" for the start-up line: what the model will cost to run."""
+    from srmodel.cost import multiply_adds_per_pixel
+
+    try:
+        return f", {multiply_adds_per_pixel(model):,.0f} multiply-adds per output pixel"
+    except ValueError:  # a layer the count does not know: say nothing rather than something wrong
+        return ""
+
+
 def _train(settings: TrainSettings, resume: bool) -> Path:
     _configure_tensorflow(settings)
     import keras
@@ -512,7 +522,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
                 _load_initial_weights(model, settings)
             _compile(model, settings, settings.epochs * settings.steps_per_epoch)
             state = {"epoch": 0, "settings": asdict(settings)}
-    print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters")
+    print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters{_cost(model)}")
 
     log_dir = out / "logs"
     callbacks = [

@@ -49,6 +49,7 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     result = run_train("--data", str(photos), *TINY, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "Training on CPU" in result.stdout
+    assert ", 720 multiply-adds per output pixel" in result.stdout  # 9·(12·8 + 2·8·8 + 8·12) / 2²
     assert "corrupt.jpg" in result.stderr  # skipped and reported, not fatal
     for name in ("model.keras", "config.json", "metrics.json", "README.md", "samples.png"):
         assert (out / name).is_file(), name
@@ -145,6 +146,7 @@ def test_bfloat16_training_exports_a_float32_model(photos, tmp_path):
     result = run_train("--data", str(photos), *TINY, "--mixed-precision", "bfloat16", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["training"]["mixed_precision"] == "bfloat16"
+    assert ", 720 multiply-adds per output pixel" in result.stdout  # counted on the bfloat16 model too
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert precision_policy(True) == "mixed_float16" and precision_policy(False) == "float32"
@@ -227,6 +229,7 @@ def test_mirrored_strategy_on_two_logical_cpus_with_lfw_download(tmp_path):
     result = run_train("--data", "lfw", *TINY, "--strategy", "mirrored", "--logical-cpus", "2", "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     assert "Images: 3 for training, 1 for validation" in result.stdout
+    assert ", 720 multiply-adds per output pixel" in result.stdout  # and on a distributed one
     assert (out / "model.keras").is_file()
 
 
