@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "that continues a run of the same --seed")
     model.add_argument("--init-from", metavar="SOURCE",
                        help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch; --arch-kwargs may add blocks)")
+    model.add_argument("--teacher", metavar="SOURCE",
+                       help="distil: train towards a blend of this model's outputs (a model folder, Hub repo id or "
+                            "'bundled') and the originals; validation still scores against the originals")
+    model.add_argument("--teacher-weight", type=float, default=None, metavar="W",
+                       help="share of the teacher's output in the training target, in (0, 1] (default 0.5)")
 
     run = p.add_argument_group("run")
     run.add_argument("--out", required=True, help="output folder (model folder + checkpoints + logs)")
@@ -93,6 +98,11 @@ def settings_from_args(args: argparse.Namespace):
         return TrainSettings(**saved)
     if not args.data:
         raise SRModelError("--data is required (a folder of images, or 'lfw'). Received: nothing")
+    if args.teacher_weight is not None and not args.teacher:
+        raise SRModelError(f"--teacher-weight needs --teacher. Received: --teacher-weight {args.teacher_weight:g} alone")
+    teacher_weight = 0.5 if args.teacher_weight is None else args.teacher_weight
+    if not 0 < teacher_weight <= 1:
+        raise SRModelError(f"--teacher-weight must be in (0, 1]. Received: {teacher_weight:g}")
     try:
         arch_kwargs = json.loads(args.arch_kwargs)
     except json.JSONDecodeError as exc:
@@ -103,7 +113,8 @@ def settings_from_args(args: argparse.Namespace):
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, sample_seed=args.sample_seed,
         val_split=args.val_split, val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
         patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
-        init_from=args.init_from, balance=_balance(args.balance, args.data), strategy=args.strategy,
+        init_from=args.init_from, teacher=args.teacher, teacher_weight=teacher_weight,
+        balance=_balance(args.balance, args.data), strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
     )
 

@@ -55,6 +55,8 @@ class TrainSettings:
     max_minutes: float | None = None
     exclude: str | None = None
     init_from: str | None = None
+    teacher: str | None = None  # distillation: a model folder, Hub repo id or "bundled" whose outputs are targets
+    teacher_weight: float = 0.5  # target = weight · teacher output + (1 − weight) · original
     balance: bool | list[float] = False  # True: sources drawn equally; a list: one weight per --data source
     strategy: str = "default"
     mixed_precision: bool | str = False  # False, "float16" or "bfloat16" (True: float16, as older runs saved it)
@@ -202,6 +204,37 @@ def _load_initial_weights(model, settings: TrainSettings) -> None:
     print(f"Starting from the weights of {settings.init_from}")
     if new_layers:
         print(f"New layers (trained from scratch, added as identity): {', '.join(new_layers)}")
+
+
+def load_teacher(settings: TrainSettings):
+    """The teacher of a distillation run, computing in the run's precision (its bfloat16 twin for bfloat16 runs)."""
+    from srmodel.hub import load_parts
+    from srmodel.precision import compute_model
+
+    teacher, config, _, _ = load_parts(None if settings.teacher == "bundled" else settings.teacher)
+    arch = config["architecture"]
+    print(f"Distilling from {settings.teacher} ({arch['name']} {arch.get('kwargs') or {}}): targets are "
+          f"{settings.teacher_weight:g} × its output + {1 - settings.teacher_weight:g} × the original")
+    return compute_model(teacher, "bfloat16" if settings.mixed_precision == "bfloat16" else "float32")[1]
+
+
+def with_teacher_targets(dataset, teacher, weight: float):
+    """(pixelated, original) batches -> (pixelated, weight · teacher(pixelated) + (1 − weight) · original).
+
+    Distillation: a smaller model can reach a larger one's outputs more easily than the originals, whose
+    finest detail pixelation destroyed, so a blend of the two is a target it spends its capacity on better.
+    Validation keeps the originals, so the numbers a run reports stay comparable with any other run.
+    """
+    import tensorflow as tf
+
+    if not 0 < weight <= 1:
+        raise ValueError(f"Expected a teacher weight in (0, 1]. Received: {weight}")
+
+    def blend(pixelated, original):
+        taught = tf.cast(teacher(pixelated, training=False), original.dtype)
+        return pixelated, weight * taught + (1.0 - weight) * original
+
+    return dataset.map(blend).prefetch(tf.data.AUTOTUNE)
 
 
 def read_state(out: str | os.PathLike) -> dict | None:
@@ -504,6 +537,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         train_groups, weights=weights, patch_size=settings.patch_size, batch_size=settings.batch_size,
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.patch_seed,
     )
+    if settings.teacher:
+        train_ds = with_teacher_targets(train_ds, load_teacher(settings), settings.teacher_weight)
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)
     fit_val_ds = val_ds if replicas == 1 else _pad_for_replicas(val_ds, len(val_paths), replicas, settings.batch_size)

@@ -285,3 +285,41 @@ def test_train_offers_every_registered_loss():
     spec.loader.exec_module(train)
     (loss,) = [action for action in train.build_parser()._actions if action.dest == "loss"]
     assert sorted(loss.choices) == sorted(LOSSES)
+
+
+def _identity_model_folder(path: Path) -> Path:
+    """An untrained `default` model: its tail starts at zero, so it returns its input exactly."""
+    from srmodel import build_model
+
+    kwargs = {"filters": 8, "blocks": 1}
+    path.mkdir(parents=True)
+    build_model("default", **kwargs).save(path / "model.keras")
+    config = {"format_version": 1, "srmodel_version": "0.1.0", "architecture": {"name": "default", "kwargs": kwargs}}
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def test_teacher_outputs_are_the_training_targets_and_originals_the_validation(photos, tmp_path):
+    # Student and teacher both start as the identity: with the teacher's output as the whole target, there is
+    # nothing to learn (loss exactly 0), while validation, against the originals, still sees the pixelation.
+    teacher = _identity_model_folder(tmp_path / "teacher")
+    out = tmp_path / "run"
+    result = run_train("--data", str(photos), *TINY, "--loss", "mse", "--teacher", str(teacher),
+                       "--teacher-weight", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"Distilling from {teacher} (default {{'filters': 8, 'blocks': 1}}): targets are 1 × its output" in result.stdout
+    rows = list(csv.DictReader((out / "training_log.csv").open()))
+    assert [float(row["loss"]) for row in rows] == [0.0, 0.0]
+    assert all(float(row["val_loss"]) > 1e-4 for row in rows)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["teacher"] == str(teacher) and training["teacher_weight"] == 1.0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--teacher-weight", "0.5"], "--teacher-weight needs --teacher. Received: --teacher-weight 0.5 alone"),
+    (["--teacher", "bundled", "--teacher-weight", "0"], "--teacher-weight must be in (0, 1]. Received: 0"),
+    (["--teacher", "bundled", "--teacher-weight", "1.5"], "--teacher-weight must be in (0, 1]. Received: 1.5"),
+])
+def test_bad_teacher_arguments_exit_2_with_clear_message(photos, tmp_path, args, message):
+    result = run_train("--data", str(photos), *TINY, *args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and message in result.stderr
