@@ -100,9 +100,8 @@ def settings_from_args(args: argparse.Namespace):
         raise SRModelError("--data is required (a folder of images, or 'lfw'). Received: nothing")
     if args.teacher_weight is not None and not args.teacher:
         raise SRModelError(f"--teacher-weight needs --teacher. Received: --teacher-weight {args.teacher_weight:g} alone")
-    teacher_weight = 0.5 if args.teacher_weight is None else args.teacher_weight
-    if not 0 < teacher_weight <= 1:
-        raise SRModelError(f"--teacher-weight must be in (0, 1]. Received: {teacher_weight:g}")
+    if args.teacher_weight is not None and not 0 < args.teacher_weight <= 1:
+        raise SRModelError(f"--teacher-weight must be in (0, 1]. Received: {args.teacher_weight:g}")
     try:
         arch_kwargs = json.loads(args.arch_kwargs)
     except json.JSONDecodeError as exc:
@@ -113,7 +112,7 @@ def settings_from_args(args: argparse.Namespace):
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, sample_seed=args.sample_seed,
         val_split=args.val_split, val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
         patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
-        init_from=args.init_from, teacher=args.teacher, teacher_weight=teacher_weight,
+        init_from=args.init_from, teacher=args.teacher, teacher_weight=args.teacher_weight,
         balance=_balance(args.balance, args.data), strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,
     )

@@ -7,6 +7,8 @@ model *could* run before timing it, and whether a speed target is within reach o
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -14,12 +16,23 @@ import numpy as np
 def multiply_adds_per_pixel(model: keras.Model, probe_size: int = 64) -> float:
     """Multiply-adds of every convolution, per output pixel, from one probe call on a square image.
 
-    Counts `Conv2D` layers only (the registered architectures' sole weighted layers); a model with other
-    weighted layers raises, rather than being under-counted. `probe_size` should be a multiple of the
-    model's grid, so that no padding inflates the count.
+    Counts `Conv2D` layers only (the registered architectures' sole weighted layers), each at its first
+    call (none of them shares a layer): a model with other weighted layers raises rather than being
+    under-counted, and so does one without a functional graph. `probe_size` is rounded up to the model's
+    grid (its `PadToMultiple` layers), so that no padding inflates the count.
     """
+    from srmodel.inference import grid_multiple
+
     if probe_size < 1:
         raise ValueError(f"Expected probe_size >= 1. Received: probe_size={probe_size}")
+    try:
+        inputs = model.inputs
+    except AttributeError:  # a Sequential model built without an Input has no graph to probe
+        inputs = None
+    if not inputs:
+        raise ValueError(f"Only models with a functional graph can be counted. Received: {type(model).__name__} without inputs")
+    multiple = grid_multiple(model)
+    probe_size = math.ceil(probe_size / multiple) * multiple
     convolutions = []
     for layer in model.layers:
         if type(layer) is keras.layers.Conv2D:
@@ -31,7 +44,7 @@ def multiply_adds_per_pixel(model: keras.Model, probe_size: int = 64) -> float:
             )
     if not convolutions:
         return 0.0
-    probe = keras.Model(model.inputs, [layer.output for layer in convolutions])
+    probe = keras.Model(inputs, [layer.output for layer in convolutions])
     outputs = probe([np.zeros((1, probe_size, probe_size, 3), "float32")])
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     total = 0

@@ -16,11 +16,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from srmodel.errors import DataError, SRModelError
+
+if TYPE_CHECKING:  # imported for real only once _configure_tensorflow has set threads and precision
+    import keras
+    import tensorflow as tf
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.keras"
@@ -56,13 +60,22 @@ class TrainSettings:
     exclude: str | None = None
     init_from: str | None = None
     teacher: str | None = None  # distillation: a model folder, Hub repo id or "bundled" whose outputs are targets
-    teacher_weight: float = 0.5  # target = weight · teacher output + (1 − weight) · original
+    teacher_weight: float | None = None  # target = weight · teacher output + (1 − weight) · original (0.5 with a teacher)
     balance: bool | list[float] = False  # True: sources drawn equally; a list: one weight per --data source
     strategy: str = "default"
     mixed_precision: bool | str = False  # False, "float16" or "bfloat16" (True: float16, as older runs saved it)
     jit: bool = False
     threads: int | None = None
     logical_cpus: int = 0
+
+    def __post_init__(self) -> None:
+        if self.teacher is None:  # runs saved before this rule recorded a weight of 0.5 without a teacher
+            self.teacher_weight = None
+            return
+        if self.teacher_weight is None:
+            self.teacher_weight = 0.5
+        if not 0 < self.teacher_weight <= 1:
+            raise ValueError(f"Expected a teacher weight in (0, 1]. Received: teacher_weight={self.teacher_weight:g}")
 
     @property
     def patch_seed(self) -> int:
@@ -206,19 +219,25 @@ def _load_initial_weights(model, settings: TrainSettings) -> None:
         print(f"New layers (trained from scratch, added as identity): {', '.join(new_layers)}")
 
 
-def load_teacher(settings: TrainSettings):
-    """The teacher of a distillation run, computing in the run's precision (its bfloat16 twin for bfloat16 runs)."""
+def load_teacher(settings: TrainSettings) -> keras.Model:
+    """The teacher of a distillation run, computing in the run's precision (its bfloat16 twin for bfloat16 runs).
+
+    Its weights are kept on the CPU: it runs inside the tf.data pipeline, which cannot reach a GPU's variables.
+    """
+    import tensorflow as tf
+
     from srmodel.hub import load_parts
     from srmodel.precision import compute_model
 
-    teacher, config, _, _ = load_parts(None if settings.teacher == "bundled" else settings.teacher)
-    arch = config["architecture"]
-    print(f"Distilling from {settings.teacher} ({arch['name']} {arch.get('kwargs') or {}}): targets are "
-          f"{settings.teacher_weight:g} × its output + {1 - settings.teacher_weight:g} × the original")
-    return compute_model(teacher, "bfloat16" if settings.mixed_precision == "bfloat16" else "float32")[1]
+    with tf.device("/CPU:0"):
+        teacher, config, _, _ = load_parts(None if settings.teacher == "bundled" else settings.teacher)
+        arch = config["architecture"]
+        print(f"Distilling from {settings.teacher} ({arch['name']} {arch.get('kwargs') or {}}): targets are "
+              f"{settings.teacher_weight:g} × its output + {1 - settings.teacher_weight:g} × the original")
+        return compute_model(teacher, "bfloat16" if settings.mixed_precision == "bfloat16" else "float32")[1]
 
 
-def with_teacher_targets(dataset, teacher, weight: float):
+def with_teacher_targets(dataset: tf.data.Dataset, teacher: keras.Model, weight: float) -> tf.data.Dataset:
     """(pixelated, original) batches -> (pixelated, weight · teacher(pixelated) + (1 − weight) · original).
 
     Distillation: a smaller model can reach a larger one's outputs more easily than the originals, whose
@@ -389,6 +408,7 @@ def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: 
     training = {
         k: v for k, v in asdict(settings).items()
         if k not in ("out", "arch", "arch_kwargs", "threads", "logical_cpus", "percent_range", "val_percent")
+        and not (k in ("teacher", "teacher_weight") and settings.teacher is None)
     }
     training.update(extra)
     config = {
@@ -484,7 +504,7 @@ def _with_recovered_arguments(settings: TrainSettings, model) -> TrainSettings:
     return replace(settings, arch_kwargs=recovered)
 
 
-def _cost(model) -> str:
+def _cost(model: keras.Model) -> str:
     """", N multiply-adds per output pixel" for the start-up line: what the model will cost to run."""
     from srmodel.cost import multiply_adds_per_pixel
 

@@ -323,3 +323,28 @@ def test_teacher_outputs_are_the_training_targets_and_originals_the_validation(p
 def test_bad_teacher_arguments_exit_2_with_clear_message(photos, tmp_path, args, message):
     result = run_train("--data", str(photos), *TINY, *args, "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_teacher_targets_blend_the_teacher_output_with_the_original():
+    import tensorflow as tf
+
+    from srmodel.training import with_teacher_targets
+
+    pixelated, original = tf.zeros((2, 4, 4, 3)), tf.fill((2, 4, 4, 3), 0.2)
+    dataset = tf.data.Dataset.from_tensors((pixelated, original))
+    always_one = lambda images, training: tf.ones_like(images)  # noqa: E731  (a teacher with a known output)
+    inputs, targets = next(iter(with_teacher_targets(dataset, always_one, 0.25)))
+    np.testing.assert_array_equal(inputs, pixelated)
+    np.testing.assert_allclose(targets, 0.25 * 1.0 + 0.75 * 0.2, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"Received: 0"):
+        with_teacher_targets(dataset, always_one, 0)
+
+
+def test_teacher_weight_defaults_with_a_teacher_and_is_dropped_without_one():
+    from srmodel.training import TrainSettings
+
+    assert TrainSettings(data=["x"], out="run", teacher="bundled").teacher_weight == 0.5
+    # state.json of runs from before this rule holds teacher_weight 0.5 with no teacher: it must still resume
+    assert TrainSettings(data=["x"], out="run", teacher_weight=0.5).teacher_weight is None
+    with pytest.raises(ValueError, match=r"Received: teacher_weight=1.5"):
+        TrainSettings(data=["x"], out="run", teacher="bundled", teacher_weight=1.5)
