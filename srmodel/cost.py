@@ -7,8 +7,6 @@ model *could* run before timing it, and whether a speed target is within reach o
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 
@@ -21,7 +19,7 @@ def multiply_adds_per_pixel(model: keras.Model, probe_size: int = 64) -> float:
     under-counted, and so does one without a functional graph. `probe_size` is rounded up to the model's
     grid (its `PadToMultiple` layers), so that no padding inflates the count.
     """
-    from srmodel.inference import grid_multiple
+    from srmodel.inference import _round_up, grid_multiple
 
     if probe_size < 1:
         raise ValueError(f"Expected probe_size >= 1. Received: probe_size={probe_size}")
@@ -31,8 +29,7 @@ def multiply_adds_per_pixel(model: keras.Model, probe_size: int = 64) -> float:
         inputs = None
     if not inputs:
         raise ValueError(f"Only models with a functional graph can be counted. Received: {type(model).__name__} without inputs")
-    multiple = grid_multiple(model)
-    probe_size = math.ceil(probe_size / multiple) * multiple
+    probe_size = _round_up(probe_size, grid_multiple(model))
     convolutions = []
     for layer in model.layers:
         if type(layer) is keras.layers.Conv2D:
