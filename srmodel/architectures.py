@@ -6,6 +6,7 @@ of the same shape, clipped to [0, 1]. Padding to the network's stride happens in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import keras
@@ -175,20 +176,41 @@ def build_default(filters: int = 32, blocks: int = 20, block_size: int = 2) -> k
     return keras.Model(inputs, _clip_to_unit(x), name="srmodel_default")
 
 
+_RESIDUAL_LAYER = re.compile(r"^(block\d+)_conv[12]$")
+
+
+def dropped_blocks(target: keras.Model, source: keras.Model) -> list[str]:
+    """The residual blocks of `source` (e.g. "block19") that `target` lacks altogether.
+
+    A residual block only adds a correction to the features that pass it, so a model without it is the
+    same network minus that correction: `warm_start` may leave such blocks out (a shallower, faster
+    model from a trained deeper one), but never part of a block or any other layer.
+    """
+    target_names = {layer.name for layer in target.layers}
+    blocks = {}
+    for layer in source.layers:
+        match = _RESIDUAL_LAYER.match(layer.name)
+        if match and layer.get_weights():
+            blocks.setdefault(match.group(1), []).append(layer.name)
+    return [block for block, names in blocks.items() if not any(name in target_names for name in names)]
+
+
 def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
 
     This is how a deeper model starts from a trained shallower one (the bundled 20-block `default` grew
     from a trained 4-block one in five steps): every trained layer must exist in `target` with the same
-    shapes. New layers keep their initialisation, except the last convolution of each new residual
+    shapes, except whole residual blocks that `target` lacks (`dropped_blocks`: a shallower model from
+    a deeper one). New layers keep their initialisation, except the last convolution of each new residual
     branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
     computing exactly what the trained one did and training only has to improve on it.
     """
     target_layers = {layer.name: layer for layer in target.layers}
+    dropped = {f"{block}_conv{i}" for block in dropped_blocks(target, source) for i in (1, 2)}
     problems = []
     for layer in source.layers:
         weights = layer.get_weights()
-        if not weights:
+        if not weights or layer.name in dropped:
             continue
         match = target_layers.get(layer.name)
         shapes = [w.shape for w in weights]

@@ -194,7 +194,7 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
 
 def _load_initial_weights(model, settings: TrainSettings) -> None:
     """Fine-tuning: start from a trained model's weights (same architecture, or a deeper one)."""
-    from srmodel.architectures import warm_start
+    from srmodel.architectures import dropped_blocks, warm_start
     from srmodel.hub import load_parts
 
     source = None if settings.init_from == "bundled" else settings.init_from
@@ -212,9 +212,12 @@ def _load_initial_weights(model, settings: TrainSettings) -> None:
         raise SRModelError(
             f"--init-from {settings.init_from}: its architecture {arch['name']} {trained_kwargs} differs "
             f"from --arch {settings.arch} {settings.arch_kwargs} ({exc}) Pass the same --arch-kwargs, "
-            f"or only add blocks."
+            f"or only add or remove residual blocks."
         ) from None
     print(f"Starting from the weights of {settings.init_from}")
+    dropped = dropped_blocks(model, trained)
+    if dropped:
+        print(f"Residual blocks left out (the new model is shallower): {', '.join(dropped)}")
     if new_layers:
         print(f"New layers (trained from scratch, added as identity): {', '.join(new_layers)}")
 

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from srmodel import build_model
-from srmodel.architectures import ARCHITECTURES, recover_arguments, resolve_arguments, warm_start
+from srmodel.architectures import (
+    ARCHITECTURES,
+    dropped_blocks,
+    recover_arguments,
+    resolve_arguments,
+    warm_start,
+)
 
 
 def test_tutorial_parameter_count():
@@ -75,12 +81,29 @@ def test_warm_start_grows_blocks_without_changing_the_output():
     assert np.abs(deeper.get_layer("block2_conv1").get_weights()[0]).max() > 0
 
 
+def test_warm_start_drops_whole_blocks_as_if_their_branch_were_zero():
+    deep = _perturbed(build_model("default", filters=8, blocks=4))
+    shallow = build_model("default", filters=8, blocks=2)
+    assert dropped_blocks(shallow, deep) == ["block2", "block3"]
+    assert warm_start(shallow, deep) == []
+    # The same network with the two blocks' corrections zeroed computes what the shallower one does.
+    for name in ("block2_conv2", "block3_conv2"):
+        layer = deep.get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    x = np.random.default_rng(2).random((1, 29, 40, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(shallow(x)), np.asarray(deep(x)), atol=1e-6)
+    assert dropped_blocks(deep, deep) == []
+
+
 def test_warm_start_refuses_models_that_do_not_fit():
     trained = build_model("default", filters=8, blocks=2)
     with pytest.raises(ValueError, match="'head' has weights"):
         warm_start(build_model("default", filters=16, blocks=2), trained)
-    with pytest.raises(ValueError, match="'block1_conv1' is missing"):
-        warm_start(build_model("default", filters=8, blocks=1), trained)
+    # Part of a block is not a block: a model with block1's first convolution but not its second.
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="block1_conv1")(inputs)
+    with pytest.raises(ValueError, match="'block1_conv2' is missing"):
+        warm_start(keras.Model(inputs, x), build_model("default", filters=8, blocks=2))
 
 
 def test_recover_arguments_reads_a_checkpoint_that_recorded_too_little():
