@@ -42,7 +42,7 @@ def resolve_arguments(name: str, kwargs: dict) -> dict:
     """Validates an architecture's keyword arguments and returns them with every default filled in.
 
     Runs record the resolved arguments, so a model keeps its shape on `--resume` and in config.json
-    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12, 16 and 20 blocks).
+    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12, 16, 20 and 18 blocks).
     """
     import inspect
 
@@ -142,7 +142,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
 
 
 @register("default")
-def build_default(filters: int = 32, blocks: int = 20, block_size: int = 2) -> keras.Model:
+def build_default(filters: int = 32, blocks: int = 18, block_size: int = 2) -> keras.Model:
     """Our CPU-friendly restorer: space-to-depth encoder, residual blocks, pixel-shuffle decoder.
 
     Folding `block_size`² pixels into channels lets every 3×3 convolution see a wider neighbourhood
@@ -198,10 +198,10 @@ def dropped_blocks(target: keras.Model, source: keras.Model) -> list[str]:
 def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
 
-    This is how a deeper model starts from a trained shallower one (the bundled 20-block `default` grew
-    from a trained 4-block one in five steps): every trained layer must exist in `target` with the same
-    shapes, except whole residual blocks that `target` lacks (`dropped_blocks`: a shallower model from
-    a deeper one). New layers keep their initialisation, except the last convolution of each new residual
+    This is how a deeper model starts from a trained shallower one (the bundled `default` grew from a
+    trained 4-block one to 20 blocks in five steps, then shed its last two): every trained layer must
+    exist in `target` with the same shapes, except whole residual blocks that `target` lacks
+    (`dropped_blocks`: a shallower model from a deeper one). New layers keep their initialisation, except the last convolution of each new residual
     branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
     computing exactly what the trained one did and training only has to improve on it.
     """

@@ -186,7 +186,7 @@ def automatic_tile_size(model, margin: int, align: int = ALIGN) -> int:
     """The largest tile side within TILE_SIZE_RANGE whose widest float32 feature map, margins included,
     fits TILE_BUDGET_BYTES (the smallest when none does).
 
-    Every tile recomputes its margins, so small tiles waste time: with the bundled 20-block model
+    Every tile recomputes its margins, so small tiles waste time: with the 20-block model of stage 26
     (88-pixel margins) 1024-pixel tiles ran a 12-megapixel photo 1.3 to 1.45 times as fast as 512-pixel ones
     for 0.1 to 0.2 GB more peak memory. Wide full-resolution models (the tutorial's) keep 512.
     """
