@@ -201,9 +201,10 @@ def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     This is how a deeper model starts from a trained shallower one (the bundled `default` grew from a
     trained 4-block one to 20 blocks in five steps, then shed its last two): every trained layer must
     exist in `target` with the same shapes, except whole residual blocks that `target` lacks
-    (`dropped_blocks`: a shallower model from a deeper one). New layers keep their initialisation, except the last convolution of each new residual
-    branch (`*_conv2`), which is zeroed: a new block then adds nothing, so the grown model starts out
-    computing exactly what the trained one did and training only has to improve on it.
+    (`dropped_blocks`: a shallower model from a deeper one). New layers keep their initialisation,
+    except the last convolution of each new residual branch (`*_conv2`), which is zeroed: a new block
+    then adds nothing, so the grown model starts out computing exactly what the trained one did and
+    training only has to improve on it.
     """
     target_layers = {layer.name: layer for layer in target.layers}
     dropped = {f"{block}_conv{i}" for block in dropped_blocks(target, source) for i in (1, 2)}

@@ -193,7 +193,7 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
 
 
 def _load_initial_weights(model, settings: TrainSettings) -> None:
-    """Fine-tuning: start from a trained model's weights (same architecture, or a deeper one)."""
+    """Fine-tuning: start from a trained model's weights (same architecture, deeper or shallower)."""
     from srmodel.architectures import dropped_blocks, warm_start
     from srmodel.hub import load_parts
 
