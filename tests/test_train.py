@@ -87,6 +87,11 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert "New layers (trained from scratch, added as identity): block1_conv1, block1_conv2" in tuned.stdout
     grown = json.loads((tmp_path / "tuned" / "config.json").read_text())["architecture"]
     assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2, "block_size": 2}}
+    # ... and shrinking the grown model back by its last block (as stage 29 did).
+    shrunk = run_train("--data", str(photos), "--init-from", str(tmp_path / "tuned"), *TINY,
+                       "--out", str(tmp_path / "shrunk"))
+    assert shrunk.returncode == 0, shrunk.stderr
+    assert "Residual blocks left out (the new model is shallower): block1" in shrunk.stdout
     mismatch = run_train("--data", str(photos), "--init-from", str(out), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
 
