@@ -179,6 +179,17 @@ def build_default(filters: int = 32, blocks: int = 18, block_size: int = 2) -> k
 _RESIDUAL_LAYER = re.compile(r"^(block\d+)_conv[12]$")
 
 
+def _absent_blocks(target: keras.Model, source: keras.Model) -> dict[str, list[str]]:
+    """The weighted layers of each residual block of `source` that `target` lacks altogether, by block."""
+    target_names = {layer.name for layer in target.layers}
+    blocks: dict[str, list[str]] = {}
+    for layer in source.layers:
+        match = _RESIDUAL_LAYER.match(layer.name)
+        if match and layer.weights:
+            blocks.setdefault(match.group(1), []).append(layer.name)
+    return {block: names for block, names in blocks.items() if not any(name in target_names for name in names)}
+
+
 def dropped_blocks(target: keras.Model, source: keras.Model) -> list[str]:
     """The residual blocks of `source` (e.g. "block19") that `target` lacks altogether.
 
@@ -186,13 +197,7 @@ def dropped_blocks(target: keras.Model, source: keras.Model) -> list[str]:
     same network minus that correction: `warm_start` may leave such blocks out (a shallower, faster
     model from a trained deeper one), but never part of a block or any other layer.
     """
-    target_names = {layer.name for layer in target.layers}
-    blocks = {}
-    for layer in source.layers:
-        match = _RESIDUAL_LAYER.match(layer.name)
-        if match and layer.get_weights():
-            blocks.setdefault(match.group(1), []).append(layer.name)
-    return [block for block, names in blocks.items() if not any(name in target_names for name in names)]
+    return list(_absent_blocks(target, source))
 
 
 def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
@@ -207,7 +212,7 @@ def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     training only has to improve on it.
     """
     target_layers = {layer.name: layer for layer in target.layers}
-    dropped = {f"{block}_conv{i}" for block in dropped_blocks(target, source) for i in (1, 2)}
+    dropped = {name for names in _absent_blocks(target, source).values() for name in names}
     problems = []
     for layer in source.layers:
         weights = layer.get_weights()
