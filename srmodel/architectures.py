@@ -42,7 +42,7 @@ def resolve_arguments(name: str, kwargs: dict) -> dict:
     """Validates an architecture's keyword arguments and returns them with every default filled in.
 
     Runs record the resolved arguments, so a model keeps its shape on `--resume` and in config.json
-    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12, 16, 20 and 18 blocks).
+    even when a later release changes a builder's defaults (as `default` went from 4 to 6, 8, 12, 16, 20, 18 and 16 blocks).
     """
     import inspect
 
@@ -142,7 +142,7 @@ def build_tutorial_autoencoder(activity_l1: float = 10e-10) -> keras.Model:
 
 
 @register("default")
-def build_default(filters: int = 32, blocks: int = 18, block_size: int = 2) -> keras.Model:
+def build_default(filters: int = 32, blocks: int = 16, block_size: int = 2) -> keras.Model:
     """Our CPU-friendly restorer: space-to-depth encoder, residual blocks, pixel-shuffle decoder.
 
     Folding `block_size`² pixels into channels lets every 3×3 convolution see a wider neighbourhood
