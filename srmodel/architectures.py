@@ -214,27 +214,26 @@ def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     target_layers = {layer.name: layer for layer in target.layers}
     dropped = {name for names in _absent_blocks(target, source).values() for name in names}
     problems = []
+    source_weights: dict[str, list[np.ndarray]] = {}  # Read once: each read copies the variables.
     for layer in source.layers:
         weights = layer.get_weights()
         if not weights or layer.name in dropped:
             continue
+        source_weights[layer.name] = weights
         match = target_layers.get(layer.name)
         shapes = [w.shape for w in weights]
         if match is None:
             problems.append(f"layer {layer.name!r} is missing")
-        elif [tuple(w.shape) for w in match.get_weights()] != shapes:
-            problems.append(f"layer {layer.name!r} has weights {[tuple(w.shape) for w in match.get_weights()]}, "
-                            f"not {shapes}")
+        elif (found := [tuple(w.shape) for w in match.weights]) != shapes:
+            problems.append(f"layer {layer.name!r} has weights {found}, not {shapes}")
     if problems:
         raise ValueError(f"The trained model does not fit into the new one: {'; '.join(problems)}.")
     source_names = {layer.name for layer in source.layers}
     new_layers = []
     for layer in target.layers:
-        if layer.name in source_names:
-            weights = source.get_layer(layer.name).get_weights()
-            if weights:
-                layer.set_weights(weights)
-        elif layer.get_weights():
+        if layer.name in source_weights:
+            layer.set_weights(source_weights[layer.name])
+        elif layer.name not in source_names and layer.get_weights():
             new_layers.append(layer.name)
             if layer.name.endswith("_conv2"):
                 layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
