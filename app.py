@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow start-up logs
@@ -44,10 +45,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the demo could not listen on host:port, or None. Checked before the model loads (tens of seconds)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        return (f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass --port (or set "
+                "GRADIO_SERVER_PORT) with a free port, e.g. --port 7861")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     args = parse_args(argv)
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from srmodel.demo import CSS, build_demo, load_serving_model
     from srmodel.errors import ModelLoadError
 
@@ -57,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not load any model: {exc}", file=sys.stderr)
         return 1
     demo = build_demo(serving, max_megapixels=args.max_megapixels, concurrency_limit=args.concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS,
-                max_file_size="512mb", show_error=False)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, css=CSS,
+                    max_file_size="512mb", show_error=False)
+    except OSError as exc:  # The port was taken while the model loaded.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

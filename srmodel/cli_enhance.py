@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,9 @@ EPILOG = f"""\
 Folders are searched recursively for {", ".join(sorted(FORMATS))}
 files (any case). Results keep each file's path relative to the folder it was
 found in, and its format (16-bit PNG/TIFF stay 16-bit); a file named directly
-is written to DIR under its own name. EXIF orientation is applied.
+is written to DIR under its own name (as NAME.png when its format, e.g. GIF,
+cannot be written). No result may replace an input file. EXIF orientation is
+applied.
 
 With --pixelate P, each image is first pixelated (area-downscaled to P % of
 each side and scaled back, as in training) and that version is enhanced; it is
@@ -25,7 +28,7 @@ also saved beside the result as NAME{PIXELATED_TAG}.EXT for comparison.
 
 An unreadable file is reported as "skipped: PATH: REASON" and the others go on.
 Exit status: 0 all enhanced, 1 some skipped, 2 usage error (no input images
-found, model could not be loaded).
+found, --out not a writable folder, model could not be loaded).
 """
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile-size", type=_positive_tile, default=None, metavar="N",
-        help="tile side in pixels; smaller uses less memory (default: chosen from the model, 512 to 1024)"
+        help="tile side in pixels; smaller uses less memory but more time, since every tile also computes a "
+        "margin of context around it (default: chosen from the model, 512 to 1024)"
     )
     parser.add_argument(
         "--precision",
@@ -109,48 +113,79 @@ def _is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def collect_jobs(inputs: list[str], out: Path) -> tuple[list[Job], list[str]]:
-    """Expands files and folders into jobs; returns (jobs, problems) without touching any pixels.
-
-    Files already inside `out` are left out so `enhance . --out results` never eats its own output.
-    """
-    jobs: list[Job] = []
-    problems: list[str] = []
-    targets: dict[Path, Path] = {}
-
-    def add(source: Path, relative: Path) -> None:
-        target = out / relative
-        key = target.resolve()
-        if key in targets:
-            problems.append(f"{source}: same output path as {targets[key]} ({target})")
-            return
-        targets[key] = source
-        jobs.append(Job(source, target))
-
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in FORMATS and p.is_file() and not _is_inside(p, out)
-            )
-            for source in found:
-                add(source, source.relative_to(path))
-        elif path.is_file():
-            add(path, Path(path.name))
-        else:
-            problems.append(f"{path}: no such file or folder")
-    return jobs, problems
-
-
 def pixelated_path(target: Path) -> Path:
     """`out/cat.png` -> `out/cat.pixelated.png`."""
     return target.with_name(f"{target.stem}{PIXELATED_TAG}{target.suffix}")
 
 
+def _target_name(source: Path) -> Path:
+    """A file named directly keeps its name; one in a format we cannot write (e.g. GIF) becomes NAME.png."""
+    return Path(source.name if source.suffix.lower() in FORMATS else f"{source.stem}.png")
+
+
+@dataclass
+class JobList:
+    """What `collect_jobs` found: the jobs, the inputs it refused (with why) and the files inside `out` it left out."""
+
+    jobs: list[Job]
+    problems: list[str]
+    inside_out: int = 0
+
+
+def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> JobList:
+    """Expands files and folders into jobs without touching any pixels.
+
+    Files already inside `out` are left out of folders so `enhance . --out results` never eats its own
+    output, and no job may write over an input file (its own or another's) or over another job's result.
+    """
+    candidates: list[tuple[Path, Path]] = []
+    problems: list[str] = []
+    inside_out = 0
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in FORMATS and p.is_file())
+            kept = [p for p in found if not _is_inside(p, out)]
+            inside_out += len(found) - len(kept)
+            candidates.extend((source, out / source.relative_to(path)) for source in kept)
+        elif path.is_file():
+            candidates.append((path, out / _target_name(path)))
+        else:
+            problems.append(f"{path}: no such file or folder")
+
+    sources = {source.resolve(): source for source, _ in candidates}
+    written: dict[Path, Path] = {}
+    jobs: list[Job] = []
+    for source, target in candidates:
+        outputs = [target, pixelated_path(target)] if pixelate else [target]
+        overwritten = next((sources[o.resolve()] for o in outputs if o.resolve() in sources), None)
+        clash = next((written[o.resolve()] for o in outputs if o.resolve() in written), None)
+        if overwritten is not None:
+            whose = "it" if overwritten.resolve() == source.resolve() else f"the input {overwritten}"
+            problems.append(f"{source}: its result would overwrite {whose}; choose another --out")
+        elif clash is not None:
+            problems.append(f"{source}: same output path as {clash} ({target})")
+        else:
+            written.update((o.resolve(), source) for o in outputs)
+            jobs.append(Job(source, target))
+    return JobList(jobs, problems, inside_out)
+
+
+def prepare_out(out: Path) -> str | None:
+    """Creates the output folder; returns why it cannot be used, or None when it is ready."""
+    if out.exists() and not out.is_dir():
+        return f"--out must be a folder, but {out} is a file"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the --out folder {out}: {exc.strerror or exc}"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"cannot write to the --out folder {out}: permission denied"
+    return None
+
+
 def _load_enhancer(source: str | None, precision: str | None = None):
-    """Imported lazily: loading TensorFlow is slow and `--help` should not wait for it."""
+    """Imported on first use: the Hub client is not needed to check the arguments and inputs."""
     from srmodel.hub import load_enhancer
 
     return load_enhancer(source, precision=precision)
@@ -167,6 +202,14 @@ def _process(enhancer, job: Job, pixelate_percent: float | None, self_ensemble: 
     write_image(job.target, enhancer.enhance(image, self_ensemble=self_ensemble), like=job.source.name)
 
 
+def _warn_about_small_tiles(tile: int, margin: int) -> None:
+    """Small tiles are correct but slow: each one computes its margins too, (tile + 2 margin)² pixels for tile²."""
+    work = ((tile + 2 * margin) / tile) ** 2
+    if work >= 2.0:
+        print(f"note: --tile-size {tile} with the model's {margin}-pixel context margin computes about {work:.1f}x "
+              "the pixels of each large image; a larger tile is faster", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs `enhance`; returns the exit status (0 ok, 1 some skipped, 2 usage error)."""
     from tqdm import tqdm
@@ -174,16 +217,26 @@ def run(args: argparse.Namespace) -> int:
     from srmodel.errors import SRModelError
 
     out = Path(args.out)
-    jobs, problems = collect_jobs(args.inputs, out)
+    found = collect_jobs(args.inputs, out, pixelate=args.pixelate is not None)
+    jobs, problems = found.jobs, found.problems
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not jobs:
-        print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
+        reason = f"error: no input images found in {' '.join(args.inputs)}"
+        if found.inside_out:
+            reason = (f"error: no input images to enhance: the {found.inside_out} found are inside --out {out}, "
+                      "and files there are left out so that results never replace their inputs; choose another --out")
+        print(reason, file=sys.stderr)
+        return EXIT_USAGE
+    unusable = prepare_out(out)
+    if unusable:
+        print(f"error: {unusable}", file=sys.stderr)
         return EXIT_USAGE
     try:
         enhancer = _load_enhancer(args.model, args.precision)
         if args.tile_size is not None:
             enhancer.tile_size = args.tile_size
+            _warn_about_small_tiles(enhancer.tile_size, enhancer.tile_margin)
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE

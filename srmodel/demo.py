@@ -155,6 +155,11 @@ def _fmt(value: Any, digits: int) -> str:
 # Uploads and outputs
 
 
+def _text(message: str) -> str:
+    """A message for gr.Error, which renders HTML: <, > and & escaped, quotes kept readable for API clients."""
+    return html.escape(message, quote=False)
+
+
 def upload_path(payload: Any) -> tuple[str | bytes, str]:
     """(path or bytes, display name) of a raw gr.Image payload; raises gr.Error when empty."""
     if isinstance(payload, (str, Path)):
@@ -168,8 +173,9 @@ def upload_path(payload: Any) -> tuple[str | bytes, str]:
             try:
                 return base64.b64decode(url.split(",", 1)[1]), name
             except (IndexError, ValueError):
-                raise gr.Error("The pasted image data is not valid base64.", title="Unreadable image") from None
-    raise gr.Error("Upload an image first (or pick one of the examples).", title="No image")
+                raise gr.Error("The pasted image data is not valid base64.", title="Unreadable image",
+                               print_exception=False) from None
+    raise gr.Error("Upload an image first (or pick one of the examples).", title="No image", print_exception=False)
 
 
 def load_upload(payload: Any, max_pixels: int) -> tuple[np.ndarray, str, str]:
@@ -180,7 +186,8 @@ def load_upload(payload: Any, max_pixels: int) -> tuple[np.ndarray, str, str]:
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as exc:
-        raise gr.Error(f"Could not read the uploaded file: {html.escape(str(exc))}", title="Upload failed") from None
+        raise gr.Error(f"Could not read the uploaded file: {_text(str(exc))}", title="Upload failed",
+                       print_exception=False) from None
     try:
         image = read_image(data, max_pixels=max_pixels)
     except ImageError as exc:
@@ -188,7 +195,7 @@ def load_upload(payload: Any, max_pixels: int) -> tuple[np.ndarray, str, str]:
         message = str(exc).replace(f"<{len(data)} bytes>", name)
         if "too large" in message:
             message += f". This demo accepts images up to {max_pixels / 1e6:g} megapixels."
-        raise gr.Error(html.escape(message), title="Cannot use this image") from None
+        raise gr.Error(_text(message), title="Cannot use this image", print_exception=False) from None
     return image, hashlib.sha256(data).hexdigest(), Path(name).stem or "image"
 
 
@@ -256,7 +263,8 @@ def compare(original: np.ndarray, **images: np.ndarray) -> dict[str, Any]:
 
     cropped = max(original.shape[:2]) > METRICS_MAX_SIDE
     ref = as_unit_float(_central_crop(original, METRICS_MAX_SIDE))
-    result: dict[str, Any] = {"region": f"central {METRICS_MAX_SIDE}×{METRICS_MAX_SIDE} crop" if cropped else "whole image"}
+    region = f"central {ref.shape[1]}×{ref.shape[0]} crop" if cropped else "whole image"  # width×height
+    result: dict[str, Any] = {"region": region}
     for name, image in images.items():
         x = as_unit_float(_central_crop(image, METRICS_MAX_SIDE))
         result[name] = {"psnr": round(image_psnr(ref, x), 3), "ssim": round(image_ssim(ref, x), 4)}
@@ -354,17 +362,18 @@ def _check_flag(value: Any, label: str) -> bool:
     """A checkbox value as sent by the page or an API client: a JSON boolean, nothing else."""
     if isinstance(value, bool):
         return value
-    raise gr.Error(f"{label} must be true or false; got {html.escape(repr(value))}.", title="Invalid setting")
+    raise gr.Error(f"{label} must be true or false; got {_text(repr(value))}.", title="Invalid setting",
+                   print_exception=False)
 
 
 def _check_percent(percent: Any) -> float:
     try:
-        value = float(percent)
+        value = float("nan") if isinstance(percent, bool) else float(percent)
     except (TypeError, ValueError):
         value = float("nan")
     if not (0 < value <= 100):
-        raise gr.Error(f"Pixelation must be a percentage in (0, 100]; got {html.escape(repr(percent))}.",
-                       title="Invalid setting")
+        raise gr.Error(f"Pixelation must be a percentage in (0, 100]; got {_text(repr(percent))}.",
+                       title="Invalid setting", print_exception=False)
     return value
 
 

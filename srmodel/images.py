@@ -1,7 +1,7 @@
 """Reading and writing image files for the CLI and the web demo.
 
-`read_image` returns what `Enhancer.enhance` accepts: uint8 or uint16 arrays, H×W gray, H×W×3 RGB
-or H×W×4 RGBA, upright (EXIF orientation applied). 16-bit files keep 16 bits, including 16-bit
+`read_image` returns what `Enhancer.enhance` accepts: uint8 or uint16 arrays, H×W gray, H×W×2 gray
+with alpha, H×W×3 RGB or H×W×4 RGBA, upright (EXIF orientation applied). 16-bit files keep 16 bits, including 16-bit
 RGB(A) PNG/TIFF, which Pillow would silently reduce to 8 bits (OpenCV decodes those).
 """
 
@@ -37,7 +37,8 @@ ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _GRAY_MODES = {"1", "L"}
 _UINT16_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _TO_RGB_MODES = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
-_TO_RGBA_MODES = {"LA", "La", "PA", "RGBa"}
+_GRAY_ALPHA_MODES = {"LA", "La"}
+_TO_RGBA_MODES = {"PA", "RGBa"}
 _ORIENTATION_TAG = 0x0112
 
 
@@ -128,7 +129,7 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _to_array(image: Image.Image, name: str) -> np.ndarray:
-    """Maps a decoded, upright PIL image to uint8/uint16 gray, RGB or RGBA."""
+    """Maps a decoded, upright PIL image to uint8/uint16 gray, uint8 gray with alpha, RGB or RGBA."""
     mode = image.mode
     has_alpha = mode in ("P", "L", "RGB") and image.has_transparency_data
     if mode in _UINT16_MODES:
@@ -138,6 +139,8 @@ def _to_array(image: Image.Image, name: str) -> np.ndarray:
         return array.astype(np.uint16)
     if mode in _GRAY_MODES and not has_alpha:
         return np.asarray(image.convert("L"), dtype=np.uint8)
+    if mode in _GRAY_ALPHA_MODES or (mode == "L" and has_alpha):
+        return np.asarray(image.convert("LA"), dtype=np.uint8)
     if mode in ("RGBA",) or mode in _TO_RGBA_MODES or has_alpha:
         return np.asarray(image.convert("RGBA"), dtype=np.uint8)
     if mode in ("RGB", "P") or mode in _TO_RGB_MODES:
@@ -198,10 +201,11 @@ def _to_8bit(array: np.ndarray) -> np.ndarray:
 
 
 def _drop_alpha_onto_white(array: np.ndarray) -> np.ndarray:
-    """Composites uint8 RGBA over white (for formats without alpha, i.e. JPEG)."""
-    rgb = array[..., :3].astype(np.float32)
-    alpha = array[..., 3:].astype(np.float32) / 255.0
-    return np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    """Composites uint8 gray+alpha or RGBA over white (for formats without alpha, i.e. JPEG and BMP)."""
+    color = array[..., :-1].astype(np.float32)
+    alpha = array[..., -1:].astype(np.float32) / 255.0
+    out = np.rint(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return out[..., 0] if out.shape[2] == 1 else out
 
 
 def _format_for(path: Path, like: str | None) -> str:
@@ -218,14 +222,17 @@ def _format_for(path: Path, like: str | None) -> str:
 
 
 def encode_image(array: np.ndarray, fmt: str) -> bytes:
-    """Encodes an H×W, H×W×1, H×W×3 or H×W×4 uint8/uint16/float array in Pillow format `fmt`."""
+    """Encodes an H×W, H×W×1, H×W×2 (gray, alpha), H×W×3 or H×W×4 uint8/uint16/float array in Pillow format `fmt`."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+    if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (2, 3, 4))):
         raise ValueError(
-            f"Expected a non-empty H×W, H×W×1, H×W×3 or H×W×4 image. Received: shape={array.shape}, dtype={array.dtype}"
+            "Expected a non-empty H×W, H×W×1, H×W×2, H×W×3 or H×W×4 image. "
+            f"Received: shape={array.shape}, dtype={array.dtype}"
         )
+    if array.dtype == np.uint16 and fmt in SIXTEEN_BIT_FORMATS and array.ndim == 3 and array.shape[2] == 2:
+        array = array[..., [0, 0, 0, 1]]  # No 16-bit gray+alpha encoder: 16-bit RGBA keeps every bit.
     if array.dtype == np.uint16 and fmt in SIXTEEN_BIT_FORMATS:
         # OpenCV writes 16-bit gray, RGB and RGBA PNG/TIFF; Pillow only 16-bit gray.
         bgr = array
@@ -236,7 +243,7 @@ def encode_image(array: np.ndarray, fmt: str) -> bytes:
             raise ValueError(f"OpenCV could not encode a 16-bit {fmt}. Received: shape={array.shape}")
         return buffer.tobytes()
     array = _to_8bit(array)
-    if array.ndim == 3 and array.shape[2] == 4 and fmt not in ALPHA_FORMATS:
+    if array.ndim == 3 and array.shape[2] in (2, 4) and fmt not in ALPHA_FORMATS:
         array = _drop_alpha_onto_white(array)
     options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"optimize": False}}.get(fmt, {})
     buffer = io.BytesIO()
@@ -249,8 +256,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray, *, like: str | None 
 
     `like` (a file name or extension such as ".png") gives the format when `path` has no known
     extension. uint16 is kept as 16-bit in PNG and TIFF and reduced to 8 bits elsewhere; float is
-    written as 8-bit. Alpha is kept in PNG, WebP and TIFF; JPEG and BMP are written without
-    it, RGBA composited onto white.
+    written as 8-bit. Alpha is kept in PNG, WebP and TIFF (WebP has no gray: gray+alpha becomes RGBA
+    there); JPEG and BMP are written without it, composited onto white.
     """
     path = Path(path)
     atomic_write_bytes(path, encode_image(array, _format_for(path, like)))

@@ -40,11 +40,11 @@ def _check_image(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"Expected a NumPy array. Received: type={type(image).__name__}")
     dtype_ok = image.dtype.type in _INT_DTYPES or image.dtype.type in _FLOAT_DTYPES
-    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))
+    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4))
     if not (dtype_ok and shape_ok) or image.size == 0:
         raise ValueError(
-            "Expected a non-empty H×W, H×W×1, H×W×3 or H×W×4 image of dtype uint8, uint16 or float "
-            f"(values in [0, 1]). Received: shape={image.shape}, dtype={image.dtype}"
+            "Expected a non-empty H×W, H×W×1, H×W×2 (gray, alpha), H×W×3 or H×W×4 image of dtype uint8, uint16 "
+            f"or float (values in [0, 1]). Received: shape={image.shape}, dtype={image.dtype}"
         )
     if image.dtype.type in _FLOAT_DTYPES and not np.isfinite(image).all():
         raise ValueError(
@@ -64,14 +64,14 @@ def _to_network(patch: np.ndarray) -> np.ndarray:
         x = np.clip(patch.astype(np.float32), 0.0, 1.0)
     if x.ndim == 2:
         x = x[..., None]
-    if x.shape[2] == 1:
-        return np.repeat(x, 3, axis=2)
+    if x.shape[2] <= 2:  # Gray, with or without alpha.
+        return np.repeat(x[..., :1], 3, axis=2)
     return x[..., :3]
 
 
 def _from_network(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     """float32 H×W×3 network output -> the channel layout and dtype of `like` (alpha copied)."""
-    if like.ndim == 2 or like.shape[2] == 1:
+    if like.ndim == 2 or like.shape[2] <= 2:
         out = rgb.mean(axis=2, keepdims=like.ndim == 3)  # The network may tint gray a little.
     else:
         out = rgb
@@ -81,8 +81,8 @@ def _from_network(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
         out = np.rint(np.clip(out, 0.0, 1.0) * 65535.0).astype(np.uint16)
     else:
         out = out.astype(like.dtype)
-    if like.ndim == 3 and like.shape[2] == 4:
-        out = np.concatenate([out, like[..., 3:]], axis=2)
+    if like.ndim == 3 and like.shape[2] in (2, 4):
+        out = np.concatenate([out, like[..., -1:]], axis=2)
     return out
 
 
@@ -199,7 +199,7 @@ def automatic_tile_size(model, margin: int, align: int = ALIGN) -> int:
 
 
 class Enhancer:
-    """Restores images with a Keras model: any size (tiled), gray/RGB/RGBA, uint8/uint16/float.
+    """Restores images with a Keras model: any size (tiled), gray/gray+alpha/RGB/RGBA, uint8/uint16/float.
 
     `precision` is "auto" (bfloat16 on CPUs that compute it natively, else float32), "float32" or
     "bfloat16"; None reads $SRMODEL_PRECISION (see `srmodel.precision`). `tile_size` None picks one from
@@ -322,7 +322,7 @@ class Enhancer:
     ) -> np.ndarray:
         """Returns the restored image, with the same shape and dtype as `image`.
 
-        Accepts H×W gray, H×W×1, H×W×3 RGB and H×W×4 RGBA as uint8, uint16 or float in [0, 1]
+        Accepts H×W gray, H×W×1, H×W×2 gray+alpha, H×W×3 RGB and H×W×4 RGBA as uint8, uint16 or float in [0, 1]
         (float values outside [0, 1] are clipped). Alpha is copied unchanged; gray is fed to the
         network as RGB and converted back by the channel mean. `progress(done, total)` is called
         after each tile.

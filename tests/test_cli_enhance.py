@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from srmodel import cli_enhance
+from srmodel import cli_enhance, pixelate
 from srmodel.errors import ModelLoadError
 from srmodel.images import read_image, write_image
 
@@ -17,6 +17,7 @@ class FakeEnhancer:
 
     def __init__(self):
         self.tile_size = 1024  # what the model chose; the CLI keeps it unless told otherwise
+        self.tile_margin = 88
 
     def enhance(self, image: np.ndarray, progress=None, *, self_ensemble: bool = False) -> np.ndarray:
         self.self_ensemble = self_ensemble
@@ -126,6 +127,70 @@ def test_no_inputs_is_usage_error(tmp_path, fake, capsys):
     err = capsys.readouterr().err
     assert "missing.png" in err and "no input images" in err
     assert fake.loaded == []  # The model is not loaded for nothing.
+
+
+def test_a_file_is_never_overwritten_by_its_own_result(tmp_path, fake, capsys):
+    original = _image(7)
+    write_image(tmp_path / "cat.png", original)
+    assert run([str(tmp_path / "cat.png"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cat.png: its result would overwrite it; choose another --out" in err
+    np.testing.assert_array_equal(read_image(tmp_path / "cat.png"), original)
+    assert fake.loaded == []
+
+
+def test_no_result_or_pixelated_copy_overwrites_another_input(tmp_path, fake, capsys):
+    named, other = _image(8), _image(9)
+    write_image(tmp_path / "out" / "cat.png", named)
+    write_image(tmp_path / "in" / "cat.png", other)
+    write_image(tmp_path / "in2" / "dog.png", _image(10))
+    write_image(tmp_path / "in2" / "dog.pixelated.png", _image(11))
+    # in/cat.png would land on out/cat.png, the file named first; in2's dog.png would write its
+    # pixelated copy over the result of dog.pixelated.png (or the other way round).
+    code = run([str(tmp_path / "in"), str(tmp_path / "in2"), "--out", str(tmp_path / "out"), "--pixelate", "50"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "same output path as" in err
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "cat.png"), 255 - pixelate(other, 50))
+    code = run([str(tmp_path / "out" / "cat.png"), str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "would overwrite it" in err and f"would overwrite the input {tmp_path / 'out' / 'cat.png'}" in err
+
+
+def test_folder_inside_out_says_why_nothing_was_found(tmp_path, fake, capsys):
+    write_image(tmp_path / "a.png", _image(5))
+    write_image(tmp_path / "b.png", _image(6))
+    assert run([str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the 2 found are inside --out" in err and "choose another --out" in err
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_out_that_is_not_a_usable_folder_is_a_usage_error_before_the_model_loads(tmp_path, fake, capsys, where):
+    write_image(tmp_path / "a.png", _image(5))
+    (tmp_path / "taken").write_text("not a folder")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub"
+    assert run([str(tmp_path / "a.png"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert ("--out must be a folder" if where == "file" else "cannot create the --out folder") in err
+    assert fake.loaded == []
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_a_format_we_cannot_write_is_written_as_png(tmp_path, fake, capsys):
+    from PIL import Image
+
+    Image.fromarray(_image(12)).save(tmp_path / "anim.gif")
+    assert run([str(tmp_path / "anim.gif"), "--out", str(tmp_path / "out")]) == 0
+    assert read_image(tmp_path / "out" / "anim.png").shape == (12, 16, 3)
+
+
+def test_small_tiles_get_a_note_on_time(tmp_path, fake, capsys):
+    write_image(tmp_path / "a.png", _image(5))
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--tile-size", "64"]) == 0
+    assert "--tile-size 64 with the model's 88-pixel context margin computes about 14.1x" in capsys.readouterr().err
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--tile-size", "1024"]) == 0
+    assert "note:" not in capsys.readouterr().err
 
 
 def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):

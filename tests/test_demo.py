@@ -117,6 +117,36 @@ def test_app_precision_option(monkeypatch, capsys):
     assert "--precision must be auto, float32 or bfloat16, got 'half'" in capsys.readouterr().err
 
 
+def test_a_busy_port_is_refused_before_the_model_loads(monkeypatch, capsys):
+    import socket
+
+    import app
+
+    monkeypatch.setattr(demo, "load_serving_model", lambda *args: pytest.fail("the model must not load"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert app.main(["--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot listen on 127.0.0.1:{port}" in err and "pass --port" in err
+    assert app.port_problem("127.0.0.1", port) is None  # Free again once the other server has gone.
+
+
+def test_metrics_of_a_thin_image_name_the_region_compared():
+    original = np.zeros((20, 5000, 3), np.uint8)
+    metrics = demo.compare(original, same=original)
+    assert metrics["region"] == f"central {demo.METRICS_MAX_SIDE}×20 crop"
+
+
+def test_error_messages_escape_html_but_keep_quotes():
+    with pytest.raises(demo.gr.Error) as error:
+        demo._check_percent("<b>'abc'</b>")
+    assert error.value.message == "Pixelation must be a percentage in (0, 100]; got \"&lt;b&gt;'abc'&lt;/b&gt;\"."
+    with pytest.raises(demo.gr.Error):
+        demo._check_percent(True)
+
+
 def test_model_panel_names_the_compute_precision():
     text = demo.model_markdown({"source": "bundled", "architecture": "default", "precision": "bfloat16"})
     assert "**Compute precision:** bfloat16" in text

@@ -85,7 +85,7 @@ def test_palette_with_and_without_transparency():
 
 
 @pytest.mark.parametrize(
-    ("mode", "shape"), [("1", (4, 5)), ("L", (4, 5)), ("LA", (4, 5, 4)), ("RGBA", (4, 5, 4)), ("I;16", (4, 5))]
+    ("mode", "shape"), [("1", (4, 5)), ("L", (4, 5)), ("LA", (4, 5, 2)), ("RGBA", (4, 5, 4)), ("I;16", (4, 5))]
 )
 def test_modes(mode, shape):
     array = read_image(Image.new(mode, (5, 4)))
@@ -195,6 +195,29 @@ def test_alpha_kept_or_dropped(tmp_path):
     assert back.shape == (20, 30, 3)
     expected = np.rint(rgba[..., :3] * (128 / 255) + 255 * (127 / 255))
     assert np.abs(back - expected).mean() < 4  # Composited onto white.
+
+
+def test_gray_alpha_stays_gray_where_the_format_has_alpha(tmp_path):
+    gray_alpha = np.dstack([_gradient()[..., 0], np.full((20, 30), 128, np.uint8)])
+    write_image(tmp_path / "a.png", gray_alpha)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), gray_alpha)
+    write_image(tmp_path / "a.tif", gray_alpha)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), gray_alpha)
+    write_image(tmp_path / "a.bmp", gray_alpha)
+    expected = np.rint(gray_alpha[..., 0] * (128 / 255) + 255 * (127 / 255))
+    np.testing.assert_array_equal(read_image(tmp_path / "a.bmp"), expected)  # Composited onto white.
+    write_image(tmp_path / "a.webp", gray_alpha)
+    assert read_image(tmp_path / "a.webp").shape == (20, 30, 4)  # WebP has no gray.
+    deep = np.random.default_rng(3).integers(0, 65536, (5, 6, 2), dtype=np.uint16)
+    write_image(tmp_path / "deep.png", deep)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), deep[..., [0, 0, 0, 1]])
+
+
+def test_gray_with_a_transparent_shade_reads_as_gray_alpha():
+    gray = Image.fromarray(_gradient()[..., 0])
+    gray.info["transparency"] = int(np.asarray(gray)[0, 0])
+    array = read_image(_png_bytes(gray))
+    assert array.shape == (20, 30, 2) and array[0, 0, 1] == 0 and array[..., 1].max() == 255
 
 
 def test_write_float_and_gray(tmp_path):

@@ -104,7 +104,9 @@ def test_no_seams_on_flat_image(tiled):
     assert np.abs(out[:, 2:] - out[:, :-2]).max() <= TOL
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 3, 3), (83, 61, 3), (1, 1), (83, 61), (3, 3, 1), (83, 61, 4)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 3), (3, 3, 3), (83, 61, 3), (1, 1), (83, 61), (3, 3, 1), (83, 61, 2), (83, 61, 4)]
+)
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 def test_shape_and_dtype_kept(tiled, shape, dtype):
     out = tiled.enhance(_random(shape, dtype))
@@ -129,6 +131,14 @@ def test_gray_matches_replicated_rgb(tiled):
     assert out.ndim == 2
     rgb = tiled.enhance(np.repeat(gray[..., None], 3, axis=2).astype(np.float32) / 255)
     assert np.abs(out / 255 - rgb.mean(axis=2)).max() <= TOL
+
+
+def test_gray_alpha_is_gray_with_its_alpha_untouched(tiled):
+    gray_alpha = _random((70, 90, 2))
+    out = tiled.enhance(gray_alpha)
+    assert out.shape == (70, 90, 2)
+    np.testing.assert_array_equal(out[..., 1], gray_alpha[..., 1])
+    np.testing.assert_array_equal(out[..., 0], tiled.enhance(gray_alpha[..., 0]))
 
 
 def test_uint16_keeps_precision(tiled):
@@ -164,7 +174,7 @@ def test_progress_counts_up_to_total(model):
     "bad",
     [
         np.zeros((0, 5, 3), np.uint8),
-        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 5), np.uint8),
         np.zeros((4, 4, 3, 1), np.uint8),
         np.zeros((4,), np.uint8),
         np.zeros((4, 4, 3), np.int32),
@@ -282,13 +292,13 @@ def test_self_ensemble_tiles_without_seams(model, whole):
     assert np.abs(a - b).max() <= TOL
 
 
-@pytest.mark.parametrize("shape, dtype", [((37, 53), np.uint8), ((30, 41, 4), np.uint16), ((17, 9, 1), np.float32)])
+@pytest.mark.parametrize("shape, dtype", [((37, 53), np.uint8), ((30, 41, 4), np.uint16), ((17, 9, 1), np.float32), ((19, 23, 2), np.uint8)])
 def test_self_ensemble_keeps_shape_dtype_and_alpha(whole, shape, dtype):
     image = _random(shape, dtype, seed=5)
     out = whole.enhance(image, self_ensemble=True)
     assert out.shape == image.shape and out.dtype == image.dtype
-    if len(shape) == 3 and shape[2] == 4:
-        np.testing.assert_array_equal(out[..., 3], image[..., 3])
+    if len(shape) == 3 and shape[2] in (2, 4):
+        np.testing.assert_array_equal(out[..., -1], image[..., -1])
 
 
 def test_self_ensemble_rejects_non_booleans(whole):
