@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--keep", choices=["best", "last"], default="best",
                        help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "
                             "weights favour sources the validation crops under-represent")
-    model.add_argument("--max-minutes", type=float, help="stop after this much training time (checked per epoch)")
+    model.add_argument("--max-minutes", type=float, help="stop once the run has trained this long in all, over every --resume (checked per epoch)")
     model.add_argument("--seed", type=int, default=0, help="picks the validation split (and the patches)")
     model.add_argument("--sample-seed", type=int,
                        help="draw other patches than --seed would, keeping its validation split: for a fine-tune "
@@ -83,7 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace):
+# What --resume may change: how long the run goes on and how many threads it uses. Everything else
+# defines the run (its data, split, model and optimiser) and stays as it was started.
+RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads")
+
+
+def _options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The run-defining options given with a different value from their default (--resume ignores them)."""
+    skip = {"out", "resume", "push", "repo_id", "private", "revision", *RESUMABLE_OPTIONS}
+    return [f"--{dest.replace('_', '-')}" for dest, value in vars(args).items()
+            if dest not in skip and value != parser.get_default(dest)]
+
+
+def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):
     from srmodel.training import TrainSettings, read_state
 
     if args.resume:
@@ -92,9 +104,15 @@ def settings_from_args(args: argparse.Namespace):
             raise SRModelError(f"--resume: no interrupted run found in {args.out}")
         saved = dict(state["settings"])
         saved["percent_range"] = tuple(saved["percent_range"])
-        if args.epochs:
-            saved["epochs"] = args.epochs
+        for option in RESUMABLE_OPTIONS:
+            if getattr(args, option) is not None:
+                saved[option] = getattr(args, option)
         saved["out"] = args.out
+        ignored = _options_given(args, parser or build_parser())
+        if ignored:
+            print(f"note: --resume continues the run as it was started; ignored: {', '.join(ignored)} "
+                  f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can change)",
+                  file=sys.stderr)
         return TrainSettings(**saved)
     if not args.data:
         raise SRModelError("--data is required (a folder of images, or 'lfw'). Received: nothing")
@@ -106,8 +124,11 @@ def settings_from_args(args: argparse.Namespace):
         arch_kwargs = json.loads(args.arch_kwargs)
     except json.JSONDecodeError as exc:
         raise SRModelError(f"--arch-kwargs must be JSON. Received: {args.arch_kwargs!r} ({exc})") from None
+    if not isinstance(arch_kwargs, dict):
+        raise SRModelError(f"--arch-kwargs must be a JSON object such as '{{\"blocks\": 8}}'. Received: {args.arch_kwargs!r}")
     return TrainSettings(
-        data=args.data, out=args.out, arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs or 20,
+        data=args.data, out=args.out, arch=args.arch, arch_kwargs=arch_kwargs,
+        epochs=20 if args.epochs is None else args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, sample_seed=args.sample_seed,
         val_split=args.val_split, val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
@@ -135,7 +156,8 @@ def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.push:
             if not args.repo_id:
@@ -144,14 +166,20 @@ def main(argv: list[str] | None = None) -> int:
 
             user = check_write_access(args.repo_id)  # before any data is read: fail in seconds
             print(f"Hub: logged in as {user}; will push to {args.repo_id}")
-        settings = settings_from_args(args)
+        settings = settings_from_args(args, parser)
         from srmodel.training import train
 
         folder = train(settings, resume=args.resume)
         if args.push:
             from srmodel.hub import push_folder
 
-            url = push_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+            try:
+                url = push_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+            except SRModelError as exc:
+                retry = " ".join(["python -m srmodel push", str(folder), "--repo-id", args.repo_id,
+                                  *(["--private"] if args.private else []),
+                                  *(["--revision", args.revision] if args.revision else [])])
+                raise SRModelError(f"{exc}\nThe trained model is kept in {folder}; publish it later with:\n  {retry}") from None
             print(f"Published: {url}")
     except KeyboardInterrupt:
         return 130

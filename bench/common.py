@@ -65,6 +65,8 @@ def parse_model_specs(specs: list[str] | None) -> list[tuple[str, Path]]:
         name, sep, folder = spec.partition("=")
         if not sep or not name or not folder:
             sys.exit(f"error: --model expects NAME=FOLDER. Received: {spec!r}")
+        if not (Path(folder) / "model.keras").is_file():  # A typo must not cost a run, or its results file.
+            sys.exit(f"error: --model {name}: no model.keras in {folder}")
         models.append((name, Path(folder)))
     return models
 

@@ -23,6 +23,7 @@ from srmodel.folder import (
     read_json,
     validate_config,
 )
+from srmodel.modelcard import PLACEHOLDER_REPO
 
 if TYPE_CHECKING:
     from srmodel.inference import Enhancer
@@ -43,8 +44,15 @@ def _endpoint() -> str:
 
 
 def _namespace(repo_id: str) -> str:
+    """The owner of a repo id that the Hub will accept, checked by huggingface_hub's own rules before any upload."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     if not isinstance(repo_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
         raise HubAuthError(f"A Hub repo id looks like 'user/name' or 'org/name'. Received: {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise HubAuthError(f"Not a valid Hub repo id: {exc}") from None
     return repo_id.split("/")[0]
 
 
@@ -161,7 +169,8 @@ def push_folder(
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         api.create_commit(
             repo_id,
-            operations=[CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in names],
+            operations=[CommitOperationAdd(path_in_repo=n, path_or_fileobj=_upload_source(folder / n, repo_id))
+                        for n in names],
             commit_message=message,
             revision=revision,
             repo_type="model",
@@ -188,6 +197,18 @@ def push_folder(
             ) from None
         raise
     return f"{repo_url.rstrip('/')}/tree/{revision}" if revision else repo_url
+
+
+def _upload_source(path: Path, repo_id: str) -> str | bytes:
+    """What to upload for a folder file: the card with its "USER/NAME" placeholder filled in, anything else as is.
+
+    The card was written before the repo was known; only the placeholder changes, so a hand-edited card keeps its edits.
+    """
+    if path.name == "README.md":
+        text = path.read_text(encoding="utf-8")
+        if PLACEHOLDER_REPO in text:
+            return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")
+    return str(path)
 
 
 def _first_line(exc: BaseException) -> str:

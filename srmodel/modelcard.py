@@ -10,6 +10,7 @@ import json
 from pathlib import PurePath
 
 TAGS = ["super-resolution", "image-restoration", "depixelation", "keras", "srmodel"]
+PLACEHOLDER_REPO = "USER/NAME"  # in the usage snippet of a card written before the model has a Hub repo
 
 
 def _number(value) -> float | None:
@@ -106,7 +107,7 @@ def render_model_card(config: dict, metrics: dict, repo_id: str | None = None) -
     config, metrics = config or {}, metrics or {}
     arch_name = (config.get("architecture") or {}).get("name", "default")
     model_name = repo_id.split("/")[-1] if repo_id else f"srmodel-{arch_name}"
-    repo = repo_id or "USER/NAME"
+    repo = repo_id or PLACEHOLDER_REPO
     validation = metrics.get("validation") or {}
     percent = validation.get("percent", (config.get("pixelation") or {}).get("validation_percent", "?"))
     images, patch = validation.get("images", "?"), validation.get("patch_size", "?")
@@ -134,13 +135,11 @@ Validation on {images} held-out images of the training sets ({trained_on}), {pat
 With the srmodel package installed (it registers the custom layers the model needs):
 
 ```python
-import numpy as np
-from PIL import Image
 import srmodel
+from srmodel.images import read_image, write_image
 
 enhancer = srmodel.load_enhancer("{repo}")  # add "@<revision>" to pin a branch or commit
-restored = enhancer.enhance(np.asarray(Image.open("pixelated.png").convert("RGB")))
-Image.fromarray(restored).save("restored.png")
+write_image("restored.png", enhancer.enhance(read_image("pixelated.png")))
 ```
 
 Or from the command line: `python -m srmodel enhance pixelated.png --out restored/ --model {repo}`.

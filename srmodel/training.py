@@ -7,6 +7,7 @@ resumable state: last model with optimizer, best model, run state) and `logs/` (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -69,6 +70,7 @@ class TrainSettings:
     logical_cpus: int = 0
 
     def __post_init__(self) -> None:
+        self._check_numbers()
         if self.teacher is None:  # runs saved before this rule recorded a weight of 0.5 without a teacher
             self.teacher_weight = None
             return
@@ -76,6 +78,29 @@ class TrainSettings:
             self.teacher_weight = 0.5
         if not 0 < self.teacher_weight <= 1:
             raise ValueError(f"Expected a teacher weight in (0, 1]. Received: teacher_weight={self.teacher_weight:g}")
+
+    def _check_numbers(self) -> None:
+        """Bad numbers fail here, before any data is read, not as a TensorFlow error in the first epoch (or a hang)."""
+        low, high = self.percent_range
+        checks = [
+            (self.epochs >= 1, "--epochs must be >= 1", self.epochs),
+            (self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1", self.steps_per_epoch),
+            (self.batch_size >= 1, "--batch-size must be >= 1", self.batch_size),
+            (self.patch_size >= 8, "--patch-size must be >= 8 pixels", self.patch_size),
+            (self.learning_rate > 0, "--learning-rate must be > 0", f"{self.learning_rate:g}"),
+            (0 < self.val_percent <= 100, "--val-percent must be in (0, 100]", f"{self.val_percent:g}"),
+            (0 < low <= high <= 100, "--percent-range LOW HIGH needs 0 < LOW <= HIGH <= 100", f"{low:g} {high:g}"),
+            (0 < self.min_scale <= 1, "--min-scale must be in (0, 1]", f"{self.min_scale:g}"),
+            (0 < self.val_split < 1, "--val-split must be in (0, 1)", f"{self.val_split:g}"),
+            (self.patience >= 0, "--patience must be >= 0", self.patience),
+            (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be > 0", self.max_minutes),
+            (self.threads is None or self.threads >= 1, "--threads must be >= 1", self.threads),
+            (isinstance(self.arch_kwargs, dict), "--arch-kwargs must be a JSON object such as '{\"blocks\": 8}'",
+             self.arch_kwargs),
+        ]
+        for ok, message, received in checks:
+            if not ok:
+                raise ValueError(f"{message}. Received: {received}")
 
     @property
     def patch_seed(self) -> int:
@@ -309,9 +334,12 @@ def prepare_data(settings: TrainSettings):
     train, val = split_paths(scan.paths, settings.val_split, settings.seed)
     if len(val) > settings.max_val_images:
         val = val[:: int(np.ceil(len(val) / settings.max_val_images))]
+    if scan.duplicates:
+        print(f"{scan.duplicates} file(s) found under more than one --data folder: each is used once")
     if settings.balance and len(roots) > 1:
         weights = settings.balance if isinstance(settings.balance, list) else [1.0] * len(roots)
-        groups = [[p for p in train if _is_under(p, Path(root))] for root in roots]
+        # A file belongs to the first source it was found in (nested or repeated folders share files).
+        groups = [[p for p in train if scan.source[p] == i] for i in range(len(roots))]
         kept = [(g, w) for g, w in zip(groups, weights, strict=True) if g and w > 0]
         if not kept:
             raise DataError("No training images left after the split in the --data sources of non-zero --balance weight.")
@@ -327,14 +355,6 @@ def _pad_for_replicas(val_ds, count: int, replicas: int, batch_size: int):
     """
     total = -(-count // replicas) * replicas
     return val_ds.unbatch().repeat().take(total).batch(batch_size)
-
-
-def _is_under(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def evaluate(model, val_ds, percent: float) -> dict:
@@ -484,15 +504,45 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     if not resume:
         from srmodel.architectures import resolve_arguments
 
-        # Fails before any data is read; a resumed run keeps the arguments it was started with.
+        # Unknown argument names fail before any data is read (bad values when the model is built); a resumed
+        # run keeps the arguments it was started with.
         settings = replace(settings, arch_kwargs=resolve_arguments(settings.arch, settings.arch_kwargs))
     if settings.strategy == "multiworker":  # the workers of one run may share a folder
         return _train(settings, resume)
-    lock = acquire_run_lock(Path(settings.out))
+    out = Path(settings.out)
+    created = not out.exists()
+    if not resume:
+        check_new_run_folder(out)
+    lock = acquire_run_lock(out)
     try:
         return _train(settings, resume)
     finally:
         lock.unlink(missing_ok=True)
+        if created and not (out / CHECKPOINT_DIR / STATE_FILE).exists():
+            _remove_empty_folders(out)  # A run that failed before its first checkpoint leaves nothing behind.
+
+
+def check_new_run_folder(out: Path) -> None:
+    """A new run writes model.keras, config.json, README.md, ... into `out`: never over files it did not write."""
+    if out.exists() and not out.is_dir():
+        raise SRModelError(f"--out must be a folder, but {out} is a file. Choose another --out.")
+    if (out / CHECKPOINT_DIR / STATE_FILE).exists():
+        raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
+    if out.is_dir():
+        found = next((p for p in out.rglob("*") if p.name != LOCK_FILE and not p.is_dir()), None)
+        if found is not None:
+            raise SRModelError(
+                f"{out} already holds files that are not a training run (e.g. {found.relative_to(out)}), and a run "
+                f"would overwrite some of them. Choose a new or empty --out folder."
+            )
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
 
 
 def _with_recovered_arguments(settings: TrainSettings, model) -> TrainSettings:
@@ -574,6 +624,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
             settings = _with_recovered_arguments(settings, model)
             state["settings"]["arch_kwargs"] = settings.arch_kwargs
+            # What --resume may change is kept for the next --resume too.
+            state["settings"].update(epochs=settings.epochs, max_minutes=settings.max_minutes, threads=settings.threads)
         else:
             model = build_model(settings.arch, **settings.arch_kwargs)
             if settings.init_from:
@@ -590,15 +642,22 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False),
     ]
+    spent = state.get("train_seconds", 0.0)
+    budget_spent = bool(resume and settings.max_minutes and spent >= settings.max_minutes * 60)
+    if budget_spent:
+        print(f"The run has trained {spent / 60:.1f} min, all of its --max-minutes {settings.max_minutes:g}: nothing "
+              "to train, exporting it. Pass a larger --max-minutes with --resume to train on.")
     _STOP_REQUESTED.clear()
     # A SIGINT that the parent chose to ignore (a background job of a script) stays ignored.
     handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {sig: signal.signal(sig, _interrupt) for sig in handled}
     try:
-        model.fit(
-            train_ds, validation_data=fit_val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
-            steps_per_epoch=settings.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-        )
+        if not budget_spent:
+            model.fit(
+                train_ds, validation_data=fit_val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
+                steps_per_epoch=settings.steps_per_epoch, callbacks=callbacks, shuffle=False,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
     except KeyboardInterrupt:
         from srmodel.folder import atomic_save_model, atomic_write_json
 

@@ -212,3 +212,14 @@ def test_arithmetic_prints_counts_and_the_speed_they_allow(tiny_model, tmp_path)
         assert rate > 0
         assert row["bound_mp_per_s"][precision] == pytest.approx(rate * 1e3 / row["multiply_adds_per_pixel"])
     assert f"| tiny | {row['multiply_adds_per_pixel']:,.0f} |" in stdout
+
+
+def test_a_mistyped_model_folder_stops_before_any_work(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    with pytest.raises(SystemExit, match=r"--model mine: no model.keras in .*nope"):
+        common.parse_model_specs([f"mine={tmp_path / 'nope'}"])
+    assert common.parse_model_specs([f"ok={write_tiny_model(tmp_path / 'ok')}"]) == [("ok", tmp_path / "ok")]

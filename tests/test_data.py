@@ -134,3 +134,33 @@ def test_sample_seed_seeds_the_patches_but_keeps_the_validation_split(tmp_path):
     held_out = prepare_data(first)[2]
     assert prepare_data(again)[2] == held_out  # the same held-out files
     assert prepare_data(other_split)[2] != held_out
+
+
+def test_nested_or_repeated_sources_use_each_file_once(tmp_path, capsys):
+    from srmodel.training import TrainSettings, prepare_data
+
+    _flat_images(tmp_path / "all", 0, 6), _flat_images(tmp_path / "all" / "sub", 255, 6)
+    scan = scan_images([tmp_path / "all", tmp_path / "all" / "sub", str(tmp_path / "all") + "/"])
+    assert len(scan.paths) == 12 and scan.duplicates == 18
+    data = [str(tmp_path / "all" / "sub"), str(tmp_path / "all")]
+    groups, _, val, _ = prepare_data(TrainSettings(data=data, out=str(tmp_path / "o"), balance=True))
+    train = [p.resolve() for group in groups for p in group]
+    assert len(train) == len(set(train)) and not set(train) & {p.resolve() for p in val}  # no leak, no repeat
+    assert all(p.parent.name == "sub" for p in groups[0]) and all(p.parent.name == "all" for p in groups[1])
+    assert "6 file(s) found under more than one --data folder: each is used once" in capsys.readouterr().out
+
+
+def test_the_cache_holds_8_bit_pixels_and_small_images_are_still_enlarged(tmp_path):
+    import tensorflow as tf
+
+    from srmodel.data import make_train_dataset
+
+    small = _flat_images(tmp_path / "small", 128, 2)  # 32×32, under the 40-pixel patches
+    ds = make_train_dataset([small], patch_size=40, batch_size=3, percent_range=(40.0, 40.0))
+    cached = ds
+    while not type(cached).__name__.startswith("CacheDataset"):
+        cached = cached._input_dataset
+    assert cached.element_spec.dtype == tf.uint8
+    x, y = next(iter(ds))
+    assert x.shape == (3, 40, 40, 3) and y.dtype == tf.float32
+    assert np.allclose(y.numpy(), 128 / 255, atol=1e-6)

@@ -241,6 +241,8 @@ def test_check_write_access(hub_server, monkeypatch):
         ("alice/faces", FINE_WRITE_TOKEN, "cannot write to alice/faces"),
         ("alice/faces", "hf_wrong_token_1234", "rejected"),
         ("faces", WRITE_TOKEN, r"Expected|looks like 'user/name'.*Received: 'faces'"),
+        ("alice/--x", WRITE_TOKEN, r"Not a valid Hub repo id: .*cannot start or end with '-' or '\.'"),
+        ("alice/" + "x" * 97, WRITE_TOKEN, "maximum length is 96"),
     ]
     for repo_id, token, message in cases:
         with pytest.raises(HubAuthError, match=message) as err:
@@ -275,6 +277,9 @@ def test_cli_push_uploads_and_prints_url(hub_server, fake_hub, model_folder, tmp
     repo = fake_hub.repos["alice/cli"]
     assert repo.private and repo.messages[repo.branches["main"]] == "first upload"
     assert set(FOLDER_FILES) <= set(fake_hub.files("alice/cli"))
+    # The card names the repo it now lives in; the local folder keeps its own copy as it was.
+    assert b'load_enhancer("alice/cli")' in fake_hub.files("alice/cli")["README.md"]
+    assert 'load_enhancer("USER/NAME")' in (model_folder / "README.md").read_text()
     _no_token_in(result.stdout, result.stderr)
     _no_token_in_files(tmp_path / "cli_home")
 
@@ -378,6 +383,24 @@ def test_train_push_publishes_all_files(hub_server, fake_hub, tmp_path):
     _no_token_in(result.stdout, result.stderr)
     _no_token_in_files(tmp_path / "out")
     _no_token_in_files(home)
+
+
+def test_train_push_that_fails_after_training_keeps_the_folder_and_says_how_to_retry(tmp_path, monkeypatch, capsys):
+    import train
+    from srmodel import hub, training
+
+    folder = tmp_path / "out"
+
+    def refuse(*args, **kwargs):
+        raise hub.PushError("Uploading to alice/x failed (HTTP 500): boom")
+
+    monkeypatch.setattr(hub, "check_write_access", lambda repo_id: "alice")
+    monkeypatch.setattr(training, "train", lambda settings, resume=False: folder)
+    monkeypatch.setattr(hub, "push_folder", refuse)
+    assert train.main(["--data", "x", "--out", str(folder), "--push", "--repo-id", "alice/x", "--private"]) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 500): boom" in err and f"The trained model is kept in {folder}" in err
+    assert f"python -m srmodel push {folder} --repo-id alice/x --private" in err
 
 
 def test_unreachable_hub_fails_fast_with_clear_errors(hub_server, fake_hub, model_folder):

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -353,3 +354,64 @@ def test_teacher_weight_defaults_with_a_teacher_and_is_dropped_without_one():
     assert TrainSettings(data=["x"], out="run", teacher_weight=0.5).teacher_weight is None
     with pytest.raises(ValueError, match=r"Received: teacher_weight=1.5"):
         TrainSettings(data=["x"], out="run", teacher="bundled", teacher_weight=1.5)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("steps_per_epoch", 0, "--steps-per-epoch must be >= 1. Received: 0"),
+        ("batch_size", 0, "--batch-size must be >= 1"),
+        ("epochs", 0, "--epochs must be >= 1"),
+        ("patch_size", 0, "--patch-size must be >= 8 pixels"),
+        ("percent_range", (0.0, 60.0), "--percent-range LOW HIGH needs 0 < LOW <= HIGH <= 100. Received: 0 60"),
+        ("percent_range", (60.0, 20.0), "needs 0 < LOW <= HIGH"),
+        ("val_percent", 0.0, "--val-percent must be in (0, 100]"),
+        ("learning_rate", float("nan"), "--learning-rate must be > 0"),
+        ("max_minutes", -1.0, "--max-minutes must be > 0"),
+        ("arch_kwargs", [1, 2], "--arch-kwargs must be a JSON object"),
+    ],
+)
+def test_bad_numbers_are_refused_before_any_data_is_read(field, value, message):
+    from srmodel.training import TrainSettings
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainSettings(data=["nowhere"], out="unused", **{field: value})
+
+
+def test_train_py_refuses_bad_settings_and_folders_it_would_overwrite(photos, tmp_path, capsys):
+    import train
+
+    out = tmp_path / "new"
+    assert train.main(["--data", str(photos), "--steps-per-epoch", "0", "--out", str(out)]) == 2
+    assert train.main(["--data", str(photos), "--arch-kwargs", "[1, 2]", "--out", str(out)]) == 2
+    assert train.main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--steps-per-epoch must be >= 1" in err and "--arch-kwargs must be a JSON object" in err
+    assert "folder not found" in err and not out.exists()  # A failed start leaves no folder behind.
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("mine")
+    assert train.main(["--data", str(photos), *TINY, "--out", str(notes)]) == 2
+    assert "already holds files that are not a training run (e.g. README.md)" in capsys.readouterr().err
+    assert [p.name for p in notes.iterdir()] == ["README.md"] and (notes / "README.md").read_text() == "mine"
+
+
+def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_path, capsys):
+    import train
+
+    out = tmp_path / "run"
+    base = ["--data", str(photos), "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
+            "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    assert train.main([*base, "--epochs", "3", "--max-minutes", "0.0001"]) == 0
+    state_file = out / "checkpoints" / "state.json"
+    assert json.loads(state_file.read_text())["epoch"] == 1  # the budget stopped it after one epoch
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    assert "all of its --max-minutes 0.0001: nothing to train" in capsys.readouterr().out
+    assert json.loads(state_file.read_text())["epoch"] == 1
+    assert train.main(["--resume", "--out", str(out), "--max-minutes", "30", "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "ignored: --batch-size" in captured.err
+    state = json.loads(state_file.read_text())
+    assert state["epoch"] == 3 and state["settings"]["max_minutes"] == 30 and state["settings"]["batch_size"] == 2
