@@ -226,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         if found.inside_out:
             reason = (f"error: no input images to enhance: the {found.inside_out} found are inside --out {out}, "
                       "and files there are left out so that results never replace their inputs; choose another --out")
+        elif problems:
+            reason = "error: no input images to enhance: each input was skipped, for the reason given above"
         print(reason, file=sys.stderr)
         return EXIT_USAGE
     unusable = prepare_out(out)
