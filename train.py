@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="draw other patches than --seed would, keeping its validation split: for a fine-tune "
                             "that continues a run of the same --seed")
     model.add_argument("--init-from", metavar="SOURCE",
-                       help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch; --arch-kwargs may add blocks)")
+                       help="fine-tune: start from a model folder, Hub repo id or 'bundled' (same --arch; --arch-kwargs may add or remove residual blocks)")
     model.add_argument("--teacher", metavar="SOURCE",
                        help="distil: train towards a blend of this model's outputs (a model folder, Hub repo id or "
                             "'bundled') and the originals; validation still scores against the originals")

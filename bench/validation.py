@@ -2,8 +2,8 @@
 
     python bench/validation.py --run runs/default --model a=runs/exp-a --model b=runs/exp-b
 
-`train.py` picks its best epoch on 80×80 centre crops, which mostly come from faces (LFW is 90 % of the
-files). To compare runs on general photos as well, without looking at Set14, B100 or any other benchmark,
+`train.py` picks its best epoch on `--patch-size` centre crops (80×80 by default), which mostly come
+from faces (LFW is 90 % of the files). To compare runs on general photos as well, without looking at Set14, B100 or any other benchmark,
 this script rebuilds the validation split of `--run` exactly as `train.py` made it (same `--data` folders,
 `--exclude` list, `--val-split` and `--seed`, read from its config.json; run it from the folder that
 training ran in, since those paths may be relative) and scores every model on those held-out files at full

@@ -204,7 +204,7 @@ def warm_start(target: keras.Model, source: keras.Model) -> list[str]:
     """Copies `source`'s weights into `target` layer by layer (matched by name); returns new layers.
 
     This is how a deeper model starts from a trained shallower one (the bundled `default` grew from a
-    trained 4-block one to 20 blocks in five steps, then shed its last two): every trained layer must
+    trained 4-block one to 20 blocks in five steps, then shed its last four, two at a time): every trained layer must
     exist in `target` with the same shapes, except whole residual blocks that `target` lacks
     (`dropped_blocks`: a shallower model from a deeper one). New layers keep their initialisation,
     except the last convolution of each new residual branch (`*_conv2`), which is zeroed: a new block

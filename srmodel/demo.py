@@ -9,11 +9,13 @@ and a per-session state; private follow-up events turn that state into the page'
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import html
 import logging
 import math
+import shutil
 import tempfile
 import time
 import uuid
@@ -205,6 +207,8 @@ class OutputDir:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="srmodel-demo-"))
         self.root.mkdir(parents=True, exist_ok=True)
+        if root is None:  # A folder of our own: gone when the server stops.
+            atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def write_png(self, image: np.ndarray, name: str) -> str:
         """Writes a lossless PNG (alpha and 16-bit kept) and returns its path."""
@@ -434,7 +438,8 @@ def build_demo(serving: ServingModel, max_megapixels: float = 40.0, concurrency_
     low, high, default = percent_settings(getattr(serving.enhancer, "config", None))
     handlers = DemoHandlers(serving.enhancer, max_pixels=int(max_megapixels * 1_000_000))
 
-    with gr.Blocks(title="srmodel — pixelate and enhance") as demo:
+    # Gradio keeps its own copy of every upload and result: delete those after an hour too (examples are kept).
+    with gr.Blocks(title="srmodel — pixelate and enhance", delete_cache=(OUTPUT_TTL_S, OUTPUT_TTL_S)) as demo:
         gr.Markdown(
             "# Pixelate, then enhance\n"
             "Pick an example or upload a photo, **Pixelate** it, then let the model **Enhance** it and "
