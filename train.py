@@ -88,11 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
 RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads")
 
 
-def _options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """The run-defining options given with a different value from their default (--resume ignores them)."""
+def _ignored_on_resume(args: argparse.Namespace, parser: argparse.ArgumentParser, saved: dict) -> list[str]:
+    """Run-defining options given to --resume with another value than the run has (so they are ignored).
+
+    Repeating the run's own command with --resume added names nothing: only values that differ count.
+    """
     skip = {"out", "resume", "push", "repo_id", "private", "revision", *RESUMABLE_OPTIONS}
-    return [f"--{dest.replace('_', '-')}" for dest, value in vars(args).items()
-            if dest not in skip and value != parser.get_default(dest)]
+    ignored = []
+    for dest, value in vars(args).items():
+        if dest in skip or value == parser.get_default(dest):
+            continue
+        if dest == "arch_kwargs":
+            try:
+                given = json.loads(value)
+            except json.JSONDecodeError:
+                given = None
+            run_kwargs = saved.get("arch_kwargs") or {}
+            same = isinstance(given, dict) and all(run_kwargs.get(k) == v for k, v in given.items())
+        elif dest == "balance":
+            same = (value or True) == saved.get("balance")
+        elif dest == "percent_range":
+            same = list(value) == list(saved.get(dest) or [])
+        else:
+            same = saved.get(dest) == value
+        if not same:
+            ignored.append(f"--{dest.replace('_', '-')}")
+    return ignored
 
 
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):
@@ -108,9 +129,10 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
             if getattr(args, option) is not None:
                 saved[option] = getattr(args, option)
         saved["out"] = args.out
-        ignored = _options_given(args, parser or build_parser())
+        ignored = _ignored_on_resume(args, parser or build_parser(), saved)
         if ignored:
-            print(f"note: --resume continues the run as it was started; ignored: {', '.join(ignored)} "
+            print(f"note: --resume continues the run as it was started; ignored, as the run has other values: "
+                  f"{', '.join(ignored)} "
                   f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can change)",
                   file=sys.stderr)
         return TrainSettings(**saved)
