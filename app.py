@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--precision must be auto, float32 or bfloat16, got {args.precision!r}")
     if args.max_megapixels <= 0:
         parser.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be in 1..65535, got {args.port}")
     if args.concurrency < 1:
         parser.error(f"--concurrency must be >= 1, got {args.concurrency}")
     return args

@@ -88,16 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
 RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads")
 
 
-def _ignored_on_resume(args: argparse.Namespace, parser: argparse.ArgumentParser, saved: dict) -> list[str]:
+def options_given(argv: list[str] | None) -> set[str]:
+    """The options present on the command line (by dest), whatever their values, defaults included."""
+    probe = build_parser()
+    for action in probe._actions:  # noqa: SLF001  (argparse keeps no public list of its actions)
+        action.default = argparse.SUPPRESS  # absent from the namespace unless given
+    return set(vars(probe.parse_args(argv)))
+
+
+def _same_folders(given: list[str], saved: list[str]) -> bool:
+    def norm(entries: list[str]) -> list[str]:
+        return [e if e == "lfw" else os.path.normpath(os.path.abspath(os.path.expanduser(e))) for e in entries]
+
+    return norm(given) == norm(saved)
+
+
+def _ignored_on_resume(args: argparse.Namespace, given: set[str], saved: dict) -> list[str]:
     """Run-defining options given to --resume with another value than the run has (so they are ignored).
 
     Repeating the run's own command with --resume added names nothing: only values that differ count.
     """
     skip = {"out", "resume", "push", "repo_id", "private", "revision", *RESUMABLE_OPTIONS}
     ignored = []
-    for dest, value in vars(args).items():
-        if dest in skip or value == parser.get_default(dest):
-            continue
+    for dest in sorted(given - skip):
+        value = getattr(args, dest)
         if dest == "arch_kwargs":
             try:
                 given = json.loads(value)
@@ -109,6 +123,8 @@ def _ignored_on_resume(args: argparse.Namespace, parser: argparse.ArgumentParser
             same = (value or True) == saved.get("balance")
         elif dest == "percent_range":
             same = list(value) == list(saved.get(dest) or [])
+        elif dest == "data":
+            same = _same_folders(value, saved.get("data") or [])
         else:
             same = saved.get(dest) == value
         if not same:
@@ -116,7 +132,7 @@ def _ignored_on_resume(args: argparse.Namespace, parser: argparse.ArgumentParser
     return ignored
 
 
-def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):
+def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
     from srmodel.training import TrainSettings, read_state
 
     if args.resume:
@@ -129,7 +145,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
             if getattr(args, option) is not None:
                 saved[option] = getattr(args, option)
         saved["out"] = args.out
-        ignored = _ignored_on_resume(args, parser or build_parser(), saved)
+        ignored = _ignored_on_resume(args, set() if given is None else given, saved)
         if ignored:
             print(f"note: --resume continues the run as it was started; ignored, as the run has other values: "
                   f"{', '.join(ignored)} "
@@ -178,8 +194,7 @@ def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.push:
             if not args.repo_id:
@@ -188,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
             user = check_write_access(args.repo_id)  # before any data is read: fail in seconds
             print(f"Hub: logged in as {user}; will push to {args.repo_id}")
-        settings = settings_from_args(args, parser)
+        settings = settings_from_args(args, options_given(argv) if args.resume else None)
         from srmodel.training import train
 
         folder = train(settings, resume=args.resume)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -118,6 +119,15 @@ def pixelated_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}{PIXELATED_TAG}{target.suffix}")
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file; None for a path that does not exist (writing it replaces nothing)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def _target_name(source: Path) -> Path:
     """A file named directly keeps its name; one in a format we cannot write (e.g. GIF) becomes NAME.png."""
     return Path(source.name if source.suffix.lower() in FORMATS else f"{source.stem}.png")
@@ -140,12 +150,17 @@ def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> Job
     """
     candidates: list[tuple[Path, Path]] = []
     problems: list[str] = []
+    protected: dict[tuple[int, int] | None, Path] = {}  # files no result may replace, by (device, inode)
     inside_out = 0
     for text in inputs:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in FORMATS and p.is_file())
-            kept = [p for p in found if not _is_inside(p, out)]
+            if _is_inside(path, out):  # The whole folder is in --out: its files are inputs, never results.
+                protected.update((_identity(p), p) for p in found)
+                kept = []
+            else:  # Files in an --out inside this folder are earlier results: left out, and may be replaced.
+                kept = [p for p in found if not _is_inside(p, out)]
             inside_out += len(found) - len(kept)
             candidates.extend((source, out / source.relative_to(path)) for source in kept)
         elif path.is_file():
@@ -153,15 +168,16 @@ def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> Job
         else:
             problems.append(f"{path}: no such file or folder")
 
-    sources = {source.resolve(): source for source, _ in candidates}
+    protected.update((_identity(source), source) for source, _ in candidates)
     written: dict[Path, Path] = {}
     jobs: list[Job] = []
     for source, target in candidates:
         outputs = [target, pixelated_path(target)] if pixelate else [target]
-        overwritten = next((sources[o.resolve()] for o in outputs if o.resolve() in sources), None)
+        # By identity, not by name: --out may reach the same files by a symlink, a bind mount or another case.
+        overwritten = next((protected[key] for o in outputs if (key := _identity(o)) and key in protected), None)
         clash = next((written[o.resolve()] for o in outputs if o.resolve() in written), None)
         if overwritten is not None:
-            whose = "it" if overwritten.resolve() == source.resolve() else f"the input {overwritten}"
+            whose = "it" if _identity(overwritten) == _identity(source) else f"the input {overwritten}"
             problems.append(f"{source}: its result would overwrite {whose}; choose another --out")
         elif clash is not None:
             problems.append(f"{source}: same output path as {clash} ({target})")
@@ -175,12 +191,14 @@ def prepare_out(out: Path) -> str | None:
     """Creates the output folder; returns why it cannot be used, or None when it is ready."""
     if out.exists() and not out.is_dir():
         return f"--out must be a folder, but {out} is a file"
+    if out.is_symlink() and not out.exists():
+        return f"--out {out} is a symbolic link to a folder that does not exist"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot create the --out folder {out}: {exc.strerror or exc}"
     if not os.access(out, os.W_OK | os.X_OK):
-        return f"cannot write to the --out folder {out}: permission denied"
+        return f"cannot write to the --out folder {out}: permission denied or read-only"
     return None
 
 
@@ -227,9 +245,10 @@ def run(args: argparse.Namespace) -> int:
             reason = (f"error: no input images to enhance: the {found.inside_out} found are inside --out {out}, "
                       "and files there are left out so that results never replace their inputs; choose another --out")
         elif problems:
-            reason = "error: no input images to enhance: each input was skipped, for the reason given above"
+            reason = f"error: no input images to enhance in {' '.join(args.inputs)}"
         print(reason, file=sys.stderr)
         return EXIT_USAGE
+    out_existed = out.exists()
     unusable = prepare_out(out)
     if unusable:
         print(f"error: {unusable}", file=sys.stderr)
@@ -241,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
             _warn_about_small_tiles(enhancer.tile_size, enhancer.tile_margin)
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)
+        if not out_existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # Made a moment ago and still empty: leave nothing behind.
         return EXIT_USAGE
 
     enhanced, skipped = 0, len(problems)

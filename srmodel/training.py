@@ -87,7 +87,10 @@ class TrainSettings:
             (self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1", self.steps_per_epoch),
             (self.batch_size >= 1, "--batch-size must be >= 1", self.batch_size),
             (self.patch_size >= 8, "--patch-size must be >= 8 pixels", self.patch_size),
-            (self.learning_rate > 0, "--learning-rate must be > 0", f"{self.learning_rate:g}"),
+            (0 < self.learning_rate < float("inf"), "--learning-rate must be a number > 0", f"{self.learning_rate:g}"),
+            (0 <= self.seed < 2**32, "--seed must be in 0 .. 2**32 - 1", self.seed),
+            (self.sample_seed is None or 0 <= self.sample_seed < 2**32, "--sample-seed must be in 0 .. 2**32 - 1",
+             self.sample_seed),
             (0 < self.val_percent <= 100, "--val-percent must be in (0, 100]", f"{self.val_percent:g}"),
             (0 < low <= high <= 100, "--percent-range LOW HIGH needs 0 < LOW <= HIGH <= 100", f"{low:g} {high:g}"),
             (0 < self.min_scale <= 1, "--min-scale must be in (0, 1]", f"{self.min_scale:g}"),
@@ -340,6 +343,10 @@ def prepare_data(settings: TrainSettings):
         weights = settings.balance if isinstance(settings.balance, list) else [1.0] * len(roots)
         # A file belongs to the first source it was found in (nested or repeated folders share files).
         groups = [[p for p in train if scan.source[p] == i] for i in range(len(roots))]
+        for root, group, weight in zip(roots, groups, weights, strict=True):
+            if not group and weight > 0:
+                print(f"Warning: --data {root} has no training images of its own (they are under an earlier --data "
+                      "folder too, or all held out for validation), so its --balance weight is not used", file=sys.stderr)
         kept = [(g, w) for g, w in zip(groups, weights, strict=True) if g and w > 0]
         if not kept:
             raise DataError("No training images left after the split in the --data sources of non-zero --balance weight.")
@@ -509,17 +516,19 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         settings = replace(settings, arch_kwargs=resolve_arguments(settings.arch, settings.arch_kwargs))
     if settings.strategy == "multiworker":  # the workers of one run may share a folder
         return _train(settings, resume)
+    # "x/.." is the current folder even when x does not exist (Path.exists would say it is missing).
+    settings = replace(settings, out=os.path.normpath(settings.out))
     out = Path(settings.out)
-    created = not out.exists()
     if not resume:
         check_new_run_folder(out)
+    missing = [folder for folder in (out / CHECKPOINT_DIR, out, *out.absolute().parents) if not folder.exists()]
     lock = acquire_run_lock(out)
     try:
         return _train(settings, resume)
     finally:
         lock.unlink(missing_ok=True)
-        if created and not (out / CHECKPOINT_DIR / STATE_FILE).exists():
-            _remove_empty_folders(out)  # A run that failed before its first checkpoint leaves nothing behind.
+        if not (out / CHECKPOINT_DIR / STATE_FILE).exists():
+            _remove_empty_folders(out if out in missing else None, missing)
 
 
 def check_new_run_folder(out: Path) -> None:
@@ -537,12 +546,16 @@ def check_new_run_folder(out: Path) -> None:
             )
 
 
-def _remove_empty_folders(root: Path) -> None:
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+def _remove_empty_folders(ours: Path | None, created: list[Path]) -> None:
+    """After a run that failed before its first checkpoint: removes the folders it created, if they are empty.
+
+    `ours` is an --out folder the run created (every folder under it is the run's); `created` lists the other
+    folders that did not exist before the run, deepest first. A folder that existed before is never touched.
+    """
+    inside = sorted((p for p in ours.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) if ours else []
+    for folder in [*inside, *created]:
         with contextlib.suppress(OSError):
             folder.rmdir()
-    with contextlib.suppress(OSError):
-        root.rmdir()
 
 
 def _with_recovered_arguments(settings: TrainSettings, model) -> TrainSettings:

@@ -157,6 +157,25 @@ def test_no_result_or_pixelated_copy_overwrites_another_input(tmp_path, fake, ca
     assert code == 2 and "would overwrite it" in err and f"would overwrite the input {tmp_path / 'out' / 'cat.png'}" in err
 
 
+def test_inputs_are_protected_by_identity_and_when_their_folder_is_out(tmp_path, fake, capsys):
+    from PIL import Image
+
+    # The same file under another name (a hard link here; a bind mount or a case-insensitive disk alike).
+    original = _image(13)
+    write_image(tmp_path / "in" / "x.png", original)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.png").hardlink_to(tmp_path / "in" / "x.png")
+    assert run([str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    assert "x.png: its result would overwrite it" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "in" / "x.png"), original)
+    # A folder that is --out itself: its files are inputs, so a named file's result may not replace one.
+    Image.fromarray(_image(14)).save(tmp_path / "kk.gif")
+    write_image(tmp_path / "out" / "kk.png", original)
+    assert run([str(tmp_path / "kk.gif"), str(tmp_path / "out"), "--out", str(tmp_path / "out")]) == 2
+    assert f"would overwrite the input {tmp_path / 'out' / 'kk.png'}" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "kk.png"), original)
+
+
 def test_folder_inside_out_says_why_nothing_was_found(tmp_path, fake, capsys):
     write_image(tmp_path / "a.png", _image(5))
     write_image(tmp_path / "b.png", _image(6))
@@ -201,6 +220,7 @@ def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
     write_image(tmp_path / "a.png", _image(6))
     assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", "nowhere"]) == 2
     assert "Model folder not found: nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # The --out it made for the run is gone again.
 
 
 def test_without_tile_size_the_model_keeps_its_own(tmp_path, fake):

@@ -148,6 +148,8 @@ def test_nested_or_repeated_sources_use_each_file_once(tmp_path, capsys):
     assert len(train) == len(set(train)) and not set(train) & {p.resolve() for p in val}  # no leak, no repeat
     assert all(p.parent.name == "sub" for p in groups[0]) and all(p.parent.name == "all" for p in groups[1])
     assert "6 file(s) found under more than one --data folder: each is used once" in capsys.readouterr().out
+    prepare_data(TrainSettings(data=data[::-1], out=str(tmp_path / "o"), balance=True))
+    assert f"--data {data[0]} has no training images of its own" in capsys.readouterr().err
 
 
 def test_the_cache_holds_8_bit_pixels_and_small_images_are_still_enlarged(tmp_path):

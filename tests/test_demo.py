@@ -131,6 +131,9 @@ def test_a_busy_port_is_refused_before_the_model_loads(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"error: cannot listen on 127.0.0.1:{port}" in err and "pass --port" in err
     assert app.port_problem("127.0.0.1", port) is None  # Free again once the other server has gone.
+    with pytest.raises(SystemExit):
+        app.parse_args(["--port", "70000"])
+    assert "--port must be in 1..65535, got 70000" in capsys.readouterr().err
 
 
 def test_metrics_of_a_thin_image_name_the_region_compared():

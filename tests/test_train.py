@@ -366,7 +366,9 @@ def test_teacher_weight_defaults_with_a_teacher_and_is_dropped_without_one():
         ("percent_range", (0.0, 60.0), "--percent-range LOW HIGH needs 0 < LOW <= HIGH <= 100. Received: 0 60"),
         ("percent_range", (60.0, 20.0), "needs 0 < LOW <= HIGH"),
         ("val_percent", 0.0, "--val-percent must be in (0, 100]"),
-        ("learning_rate", float("nan"), "--learning-rate must be > 0"),
+        ("learning_rate", float("nan"), "--learning-rate must be a number > 0"),
+        ("learning_rate", float("inf"), "--learning-rate must be a number > 0"),
+        ("seed", -1, "--seed must be in 0 .. 2**32 - 1"),
         ("max_minutes", -1.0, "--max-minutes must be > 0"),
         ("arch_kwargs", [1, 2], "--arch-kwargs must be a JSON object"),
     ],
@@ -390,11 +392,16 @@ def test_train_py_refuses_bad_settings_and_folders_it_would_overwrite(photos, tm
     assert "folder not found" in err and not out.exists()  # A failed start leaves no folder behind.
 
     notes = tmp_path / "notes"
-    notes.mkdir()
+    (notes / "empty").mkdir(parents=True)
     (notes / "README.md").write_text("mine")
-    assert train.main(["--data", str(photos), *TINY, "--out", str(notes)]) == 2
-    assert "already holds files that are not a training run (e.g. README.md)" in capsys.readouterr().err
-    assert [p.name for p in notes.iterdir()] == ["README.md"] and (notes / "README.md").read_text() == "mine"
+    for out_text in (str(notes), str(notes / "missing" / "..")):  # "missing/.." is notes itself
+        assert train.main(["--data", str(photos), *TINY, "--out", out_text]) == 2
+        assert "already holds files that are not a training run (e.g. README.md)" in capsys.readouterr().err
+    assert sorted(p.name for p in notes.iterdir()) == ["README.md", "empty"] and (notes / "README.md").read_text() == "mine"
+    # A failed start removes the folders it made, and only those.
+    assert train.main(["--data", str(tmp_path / "missing"), "--out", str(notes / "empty" / "a" / "b")]) == 2
+    assert train.main(["--data", str(tmp_path / "missing"), "--out", str(notes / "empty")]) == 2
+    assert sorted(p.relative_to(notes).as_posix() for p in notes.rglob("*")) == ["README.md", "empty"]
 
 
 def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_path, capsys):
@@ -410,8 +417,10 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
     assert train.main(["--resume", "--out", str(out)]) == 0
     assert "all of its --max-minutes 0.0001: nothing to train" in capsys.readouterr().out
     assert json.loads(state_file.read_text())["epoch"] == 1
-    assert train.main(["--resume", *base, "--max-minutes", "30", "--batch-size", "4", "--epochs", "3"]) == 0
+    # The run's own options pass, its folder written another way too; a different value is named, even a default one.
+    assert train.main(["--resume", *base[2:], "--data", f"{photos}/", "--max-minutes", "30", "--batch-size", "16",
+                       "--epochs", "3"]) == 0
     captured = capsys.readouterr()
-    assert "ignored, as the run has other values: --batch-size (only" in captured.err  # the run's own options pass
+    assert "ignored, as the run has other values: --batch-size (only" in captured.err
     state = json.loads(state_file.read_text())
     assert state["epoch"] == 3 and state["settings"]["max_minutes"] == 30 and state["settings"]["batch_size"] == 2
