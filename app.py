@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_megapixels <= 0:
         parser.error(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     if not 1 <= args.port <= 65535:
-        parser.error(f"--port must be in 1..65535, got {args.port}")
+        parser.error(f"--port (or GRADIO_SERVER_PORT) must be in 1..65535, got {args.port}")
     if args.concurrency < 1:
         parser.error(f"--concurrency must be >= 1, got {args.concurrency}")
     return args

@@ -96,11 +96,12 @@ def options_given(argv: list[str] | None) -> set[str]:
     return set(vars(probe.parse_args(argv)))
 
 
-def _same_folders(given: list[str], saved: list[str]) -> bool:
-    def norm(entries: list[str]) -> list[str]:
-        return [e if e == "lfw" else os.path.normpath(os.path.abspath(os.path.expanduser(e))) for e in entries]
-
-    return norm(given) == norm(saved)
+def _as_path(entry):
+    """A path option's value in one spelling ("photos/", "./photos", "/abs/photos"); names such as lfw, bundled
+    or a Hub repo id as they are."""
+    if not isinstance(entry, str) or entry in ("lfw", "bundled") or not os.path.exists(os.path.expanduser(entry)):
+        return entry
+    return os.path.realpath(os.path.expanduser(entry))
 
 
 def _ignored_on_resume(args: argparse.Namespace, given: set[str], saved: dict) -> list[str]:
@@ -124,11 +125,14 @@ def _ignored_on_resume(args: argparse.Namespace, given: set[str], saved: dict) -
         elif dest == "percent_range":
             same = list(value) == list(saved.get(dest) or [])
         elif dest == "data":
-            same = _same_folders(value, saved.get("data") or [])
+            same = [_as_path(v) for v in value] == [_as_path(v) for v in saved.get("data") or []]
+        elif dest in ("exclude", "init_from", "teacher"):
+            same = _as_path(value) == _as_path(saved.get(dest))
         else:
             same = saved.get(dest) == value
         if not same:
-            ignored.append(f"--{dest.replace('_', '-')}")
+            shown = json.dumps(list(saved[dest]) if isinstance(saved.get(dest), tuple) else saved.get(dest))
+            ignored.append(f"--{dest.replace('_', '-')} (the run's: {shown})")
     return ignored
 
 
@@ -147,10 +151,10 @@ def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
         saved["out"] = args.out
         ignored = _ignored_on_resume(args, set() if given is None else given, saved)
         if ignored:
-            print(f"note: --resume continues the run as it was started; ignored, as the run has other values: "
-                  f"{', '.join(ignored)} "
-                  f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can change)",
-                  file=sys.stderr)
+            print(f"note: --resume continues the run as it was started (only "
+                  f"{', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)} can change); ignored, as the "
+                  f"run has other values: {'; '.join(ignored)}. Relative paths are the run's as typed where it "
+                  "started.", file=sys.stderr)
         return TrainSettings(**saved)
     if not args.data:
         raise SRModelError("--data is required (a folder of images, or 'lfw'). Received: nothing")

@@ -169,9 +169,14 @@ def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> Job
             problems.append(f"{path}: no such file or folder")
 
     protected.update((_identity(source), source) for source, _ in candidates)
+    protected.pop(None, None)
     written: dict[Path, Path] = {}
+    seen: set[tuple] = set()
     jobs: list[Job] = []
     for source, target in candidates:
+        if (_identity(source), target.resolve()) in seen:  # The same file named twice (a.png a.png, in in/).
+            continue
+        seen.add((_identity(source), target.resolve()))
         outputs = [target, pixelated_path(target)] if pixelate else [target]
         # By identity, not by name: --out may reach the same files by a symlink, a bind mount or another case.
         overwritten = next((protected[key] for o in outputs if (key := _identity(o)) and key in protected), None)
@@ -234,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
 
     from srmodel.errors import SRModelError
 
-    out = Path(args.out)
+    # The folder the system will write to ("new/.." is the current folder once "new" is made, "link/.." the
+    # parent of the link's target), so that every check below looks at the files the writes would replace.
+    out = Path(os.path.realpath(args.out))
     found = collect_jobs(args.inputs, out, pixelate=args.pixelate is not None)
     jobs, problems = found.jobs, found.problems
     for problem in problems:
@@ -248,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             reason = f"error: no input images to enhance in {' '.join(args.inputs)}"
         print(reason, file=sys.stderr)
         return EXIT_USAGE
-    out_existed = out.exists()
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     unusable = prepare_out(out)
     if unusable:
         print(f"error: {unusable}", file=sys.stderr)
@@ -260,9 +267,9 @@ def run(args: argparse.Namespace) -> int:
             _warn_about_small_tiles(enhancer.tile_size, enhancer.tile_margin)
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)
-        if not out_existed:
+        for folder in made:  # Made a moment ago and still empty: leave nothing behind.
             with contextlib.suppress(OSError):
-                out.rmdir()  # Made a moment ago and still empty: leave nothing behind.
+                folder.rmdir()
         return EXIT_USAGE
 
     enhanced, skipped = 0, len(problems)

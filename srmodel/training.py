@@ -288,7 +288,7 @@ def with_teacher_targets(dataset: tf.data.Dataset, teacher: keras.Model, weight:
 
 
 def read_state(out: str | os.PathLike) -> dict | None:
-    path = Path(out) / CHECKPOINT_DIR / STATE_FILE
+    path = Path(os.path.realpath(out)) / CHECKPOINT_DIR / STATE_FILE  # "run/x/.." is "run" even without x
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
@@ -484,7 +484,10 @@ def acquire_run_lock(out: Path) -> Path:
     taken over, one held by a live process is refused with its PID.
     """
     path = out / CHECKPOINT_DIR / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # A file on the way, a dangling link, a read-only disk.
+        raise SRModelError(f"Cannot create the --out folder {out}: {exc.strerror or exc}. Choose another --out.") from None
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -516,8 +519,9 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
         settings = replace(settings, arch_kwargs=resolve_arguments(settings.arch, settings.arch_kwargs))
     if settings.strategy == "multiworker":  # the workers of one run may share a folder
         return _train(settings, resume)
-    # "x/.." is the current folder even when x does not exist (Path.exists would say it is missing).
-    settings = replace(settings, out=os.path.normpath(settings.out))
+    # The folder the system will write to: "x/.." is the current folder even when x does not exist yet, and
+    # "link/.." the parent of the link's target (Path.exists and os.path.normpath would get both wrong).
+    settings = replace(settings, out=os.path.realpath(settings.out))
     out = Path(settings.out)
     if not resume:
         check_new_run_folder(out)
@@ -535,6 +539,8 @@ def check_new_run_folder(out: Path) -> None:
     """A new run writes model.keras, config.json, README.md, ... into `out`: never over files it did not write."""
     if out.exists() and not out.is_dir():
         raise SRModelError(f"--out must be a folder, but {out} is a file. Choose another --out.")
+    if out.is_symlink() and not out.exists():
+        raise SRModelError(f"--out {out} is a symbolic link to a folder that does not exist. Choose another --out.")
     if (out / CHECKPOINT_DIR / STATE_FILE).exists():
         raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
     if out.is_dir():

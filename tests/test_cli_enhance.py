@@ -176,6 +176,19 @@ def test_inputs_are_protected_by_identity_and_when_their_folder_is_out(tmp_path,
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "kk.png"), original)
 
 
+def test_an_out_through_a_folder_not_made_yet_is_seen_for_what_it_is(tmp_path, fake, capsys):
+    original = _image(15)
+    write_image(tmp_path / "d" / "a.png", original)
+    # "d/missing/.." is d itself once "missing" exists: the result would land on the input.
+    assert run([str(tmp_path / "d" / "a.png"), "--out", str(tmp_path / "d" / "missing" / "..")]) == 2
+    assert "its result would overwrite it" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "d" / "a.png"), original)
+    # The same file named twice is enhanced once, not reported as a clash.
+    assert run([str(tmp_path / "d" / "a.png"), str(tmp_path / "d" / "a.png"), str(tmp_path / "d"),
+                "--out", str(tmp_path / "o")]) == 0
+    assert "1 enhanced, 0 skipped" in capsys.readouterr().out
+
+
 def test_folder_inside_out_says_why_nothing_was_found(tmp_path, fake, capsys):
     write_image(tmp_path / "a.png", _image(5))
     write_image(tmp_path / "b.png", _image(6))
@@ -221,6 +234,8 @@ def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
     assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", "nowhere"]) == 2
     assert "Model folder not found: nowhere" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # The --out it made for the run is gone again.
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "new" / "deeper"), "--model", "nowhere"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
 def test_without_tile_size_the_model_keeps_its_own(tmp_path, fake):

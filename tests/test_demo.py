@@ -133,7 +133,7 @@ def test_a_busy_port_is_refused_before_the_model_loads(monkeypatch, capsys):
     assert app.port_problem("127.0.0.1", port) is None  # Free again once the other server has gone.
     with pytest.raises(SystemExit):
         app.parse_args(["--port", "70000"])
-    assert "--port must be in 1..65535, got 70000" in capsys.readouterr().err
+    assert "--port (or GRADIO_SERVER_PORT) must be in 1..65535, got 70000" in capsys.readouterr().err
 
 
 def test_metrics_of_a_thin_image_name_the_region_compared():

@@ -398,6 +398,9 @@ def test_train_py_refuses_bad_settings_and_folders_it_would_overwrite(photos, tm
         assert train.main(["--data", str(photos), *TINY, "--out", out_text]) == 2
         assert "already holds files that are not a training run (e.g. README.md)" in capsys.readouterr().err
     assert sorted(p.name for p in notes.iterdir()) == ["README.md", "empty"] and (notes / "README.md").read_text() == "mine"
+    (tmp_path / "afile").write_text("x")
+    assert train.main(["--data", str(photos), *TINY, "--out", str(tmp_path / "afile" / "run")]) == 2
+    assert "Cannot create the --out folder" in capsys.readouterr().err
     # A failed start removes the folders it made, and only those.
     assert train.main(["--data", str(tmp_path / "missing"), "--out", str(notes / "empty" / "a" / "b")]) == 2
     assert train.main(["--data", str(tmp_path / "missing"), "--out", str(notes / "empty")]) == 2
@@ -421,6 +424,6 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
     assert train.main(["--resume", *base[2:], "--data", f"{photos}/", "--max-minutes", "30", "--batch-size", "16",
                        "--epochs", "3"]) == 0
     captured = capsys.readouterr()
-    assert "ignored, as the run has other values: --batch-size (only" in captured.err
+    assert "ignored, as the run has other values: --batch-size (the run's: 2)." in captured.err
     state = json.loads(state_file.read_text())
     assert state["epoch"] == 3 and state["settings"]["max_minutes"] == 30 and state["settings"]["batch_size"] == 2
