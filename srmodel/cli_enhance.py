@@ -196,8 +196,6 @@ def prepare_out(out: Path) -> str | None:
     """Creates the output folder; returns why it cannot be used, or None when it is ready."""
     if out.exists() and not out.is_dir():
         return f"--out must be a folder, but {out} is a file"
-    if out.is_symlink() and not out.exists():
-        return f"--out {out} is a symbolic link to a folder that does not exist"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -539,8 +539,6 @@ def check_new_run_folder(out: Path) -> None:
     """A new run writes model.keras, config.json, README.md, ... into `out`: never over files it did not write."""
     if out.exists() and not out.is_dir():
         raise SRModelError(f"--out must be a folder, but {out} is a file. Choose another --out.")
-    if out.is_symlink() and not out.exists():
-        raise SRModelError(f"--out {out} is a symbolic link to a folder that does not exist. Choose another --out.")
     if (out / CHECKPOINT_DIR / STATE_FILE).exists():
         raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
     if out.is_dir():
