@@ -115,11 +115,11 @@ def _ignored_on_resume(args: argparse.Namespace, given: set[str], saved: dict) -
         value = getattr(args, dest)
         if dest == "arch_kwargs":
             try:
-                given = json.loads(value)
+                typed = json.loads(value)
             except json.JSONDecodeError:
-                given = None
+                typed = None
             run_kwargs = saved.get("arch_kwargs") or {}
-            same = isinstance(given, dict) and all(run_kwargs.get(k) == v for k, v in given.items())
+            same = isinstance(typed, dict) and all(run_kwargs.get(k) == v for k, v in typed.items())
         elif dest == "balance":
             same = (value or True) == saved.get("balance")
         elif dest == "percent_range":
