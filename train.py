@@ -166,8 +166,6 @@ def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
         arch_kwargs = json.loads(args.arch_kwargs)
     except json.JSONDecodeError as exc:
         raise SRModelError(f"--arch-kwargs must be JSON. Received: {args.arch_kwargs!r} ({exc})") from None
-    if not isinstance(arch_kwargs, dict):
-        raise SRModelError(f"--arch-kwargs must be a JSON object such as '{{\"blocks\": 8}}'. Received: {args.arch_kwargs!r}")
     return TrainSettings(
         data=args.data, out=args.out, arch=args.arch, arch_kwargs=arch_kwargs,
         epochs=20 if args.epochs is None else args.epochs,

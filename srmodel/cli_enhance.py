@@ -174,20 +174,22 @@ def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> Job
     seen: set[tuple] = set()
     jobs: list[Job] = []
     for source, target in candidates:
-        if (_identity(source), target.resolve()) in seen:  # The same file named twice (a.png a.png, in in/).
-            continue
-        seen.add((_identity(source), target.resolve()))
+        source_id = _identity(source)
         outputs = [target, pixelated_path(target)] if pixelate else [target]
+        resolved = [o.resolve() for o in outputs]
+        if (source_id, resolved[0]) in seen:  # The same file named twice (a.png a.png, in in/).
+            continue
+        seen.add((source_id, resolved[0]))
         # By identity, not by name: --out may reach the same files by a symlink, a bind mount or another case.
-        overwritten = next((protected[key] for o in outputs if (key := _identity(o)) and key in protected), None)
-        clash = next((written[o.resolve()] for o in outputs if o.resolve() in written), None)
-        if overwritten is not None:
-            whose = "it" if _identity(overwritten) == _identity(source) else f"the input {overwritten}"
+        replaced = next((key for o in outputs if (key := _identity(o)) in protected), None)
+        clash = next((written[r] for r in resolved if r in written), None)
+        if replaced is not None:
+            whose = "it" if replaced == source_id else f"the input {protected[replaced]}"
             problems.append(f"{source}: its result would overwrite {whose}; choose another --out")
         elif clash is not None:
             problems.append(f"{source}: same output path as {clash} ({target})")
         else:
-            written.update((o.resolve(), source) for o in outputs)
+            written.update((r, source) for r in resolved)
             jobs.append(Job(source, target))
     return JobList(jobs, problems, inside_out)
 

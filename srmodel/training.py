@@ -525,7 +525,7 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     out = Path(settings.out)
     if not resume:
         check_new_run_folder(out)
-    missing = [folder for folder in (out / CHECKPOINT_DIR, out, *out.absolute().parents) if not folder.exists()]
+    missing = [folder for folder in (out / CHECKPOINT_DIR, out, *out.parents) if not folder.exists()]
     lock = acquire_run_lock(out)
     try:
         return _train(settings, resume)
