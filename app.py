@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -59,6 +60,11 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """`kill PID` (and a Space restart) then stops the server as Ctrl-C does, so exit clean-up still runs."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not load any model: {exc}", file=sys.stderr)
         return 1
     demo = build_demo(serving, max_megapixels=args.max_megapixels, concurrency_limit=args.concurrency)
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:
         demo.launch(server_name=args.host, server_port=args.port, css=CSS,
                     max_file_size="512mb", show_error=False)

@@ -59,15 +59,15 @@ def free_port() -> int:
 class DemoServer:
     """`python app.py ...` on 127.0.0.1:<free port>; always stop() it (the fixtures do)."""
 
-    def __init__(self, model: Path | str, log_path: Path, *extra_args: str):
+    def __init__(self, model: Path | str, log_path: Path, *extra_args: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
         args = [sys.executable, str(REPO_ROOT / "app.py"), "--model", str(model),
                 "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(args, cwd=REPO_ROOT, env=quiet_env(), stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=self._log,
+                                        stderr=subprocess.STDOUT, env=quiet_env(**(env or {})))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -100,10 +100,10 @@ class DemoServer:
         self._log.close()
 
 
-def start_server(tmp_dir: Path, *extra_args: str) -> DemoServer:
+def start_server(tmp_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> DemoServer:
     """Makes the tiny model and starts a server in `tmp_dir`; stops it again if start-up fails."""
     model = make_identity_model(tmp_dir / "model")
-    server = DemoServer(model, tmp_dir / "app.log", *extra_args)
+    server = DemoServer(model, tmp_dir / "app.log", *extra_args, env=env)
     try:
         server.wait_ready()
     except BaseException:

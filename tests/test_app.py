@@ -201,3 +201,19 @@ def test_large_image_is_enhanced_in_tiles(client, tmp_path):
     assert enhanced.shape == (200, 1100, 3)
     assert np.abs(enhanced.astype(int) - read_image(pixelated_path).astype(int)).max() <= 1
     assert metrics["region"] == "whole image"
+
+
+def test_kill_stops_the_server_like_ctrl_c_and_removes_its_results(tmp_path):
+    # `kill PID` (SIGTERM, also how a Space restarts) must run the exit clean-up of the results folder.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    server = start_server(tmp_path, env={"TMPDIR": str(temp_root)})
+    try:
+        client = Client(server.url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client.predict(handle_file(_save(tmp_path, "photo.png", _photo())), 40, api_name="/pixelate")
+        assert list(temp_root.glob("srmodel-demo-*/*/photo*.png")), "the result should be in the demo's folder"
+        server.process.terminate()
+        assert server.process.wait(timeout=60) == 0, server.log()
+    finally:
+        server.stop()
+    assert not list(temp_root.glob("srmodel-demo-*")), server.log()
