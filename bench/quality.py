@@ -4,6 +4,7 @@
     python bench/quality.py --limit 5 --sets set5 set14 --percents 40
     python bench/quality.py --model mine=runs/exp1 --samples docs/comparison.png
     python bench/quality.py --sets set14 b100 --percents 40 --self-ensemble --no-peers
+    python bench/quality.py --images mine=~/photos --percents 40     # your own images only
 
 Each HR image (float32 RGB in [0, 1], full size, no crop) is pixelated with `srmodel.pixelate`
 (INTER_AREA down to `percent` %, INTER_AREA back). Methods restore it to the HR size:
@@ -101,6 +102,24 @@ def set_paths(key: str, data_root: Path) -> list[Path]:
     return paths[:URBAN100_COUNT] if key == "urban100" else paths
 
 
+def folder_paths(folder: Path) -> list[Path]:
+    """Image files under a user's folder (`--images`), recursively, sorted: the formats the CLI reads."""
+    from srmodel.images import FORMATS
+
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in FORMATS and p.is_file())
+
+
+def to_rgb_float(array: np.ndarray) -> np.ndarray:
+    """A `read_image` array as float32 RGB in [0, 1]: gray repeated to three channels, alpha left out."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[2] in (2, 4):
+        array = array[..., :-1]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0)
+
+
 def resize_face(rgb: np.ndarray, how: str) -> np.ndarray:
     """250×250 -> 80×80: cv2 INTER_LINEAR (no antialiasing) or Pillow BILINEAR (antialiased)."""
     if how == "cv2-linear":
@@ -175,6 +194,18 @@ def iter_images(key: str, data_root: Path, limit: int | None, lfw80_resize: str)
         yield load_hr(key, path, lfw80_resize)
 
 
+def iter_folder_images(paths: list[Path], notes: list[str]) -> Iterator[np.ndarray]:
+    """A user's images (any mode `read_image` takes); a file it cannot read is named in a note and left out."""
+    from srmodel.errors import ImageError
+    from srmodel.images import read_image
+
+    for path in paths:
+        try:
+            yield to_rgb_float(read_image(path))
+        except ImageError as exc:
+            notes.append(f"left out: {exc}")
+
+
 def tally_images(
     images: Iterable[np.ndarray], percents: list[float], methods: dict[str, Method]
 ) -> dict[float, dict[str, Tally]]:
@@ -196,12 +227,28 @@ def evaluate_set(
     lfw80_resize: str = "pil-bilinear",
 ) -> list[dict]:
     """One result row per percent: mean PSNR / SSIM of every method over the set's images."""
-    tallies = tally_images(iter_images(key, data_root, limit, lfw80_resize), percents, methods)
+    images = iter_images(key, data_root, limit, lfw80_resize)
+    return summarise(key, set_label(key, limit, lfw80_resize), tally_images(images, percents, methods), percents)
+
+
+def evaluate_folder(
+    name: str, folder: Path, percents: list[float], methods: dict[str, Method], limit: int | None, notes: list[str]
+) -> list[dict]:
+    """Like `evaluate_set`, for a folder of the user's own images (`--images NAME=FOLDER`)."""
+    paths = folder_paths(folder)[:limit]
+    tallies = tally_images(iter_folder_images(paths, notes), percents, methods)
+    if not next(iter(tallies[percents[0]].values())).psnr:
+        notes.append(f"--images {name}: none of the {len(paths)} files could be read")
+        return []
+    return summarise(name, f"{name} ({folder})", tallies, percents)
+
+
+def summarise(key: str, label: str, tallies: dict[float, dict[str, Tally]], percents: list[float]) -> list[dict]:
     rows = []
     for percent in percents:
         summaries = {name: tally.summary() for name, tally in tallies[percent].items()}
         images = next(iter(summaries.values()))["images"] if summaries else 0
-        rows.append({"set": key, "label": set_label(key, limit, lfw80_resize), "percent": percent, "images": images,
+        rows.append({"set": key, "label": label, "percent": percent, "images": images,
                      "methods": {name: {k: s[k] for k in ("psnr", "ssim")} for name, s in summaries.items()},
                      "method_seconds": {name: round(t.seconds, 3) for name, t in tallies[percent].items()}})
     return rows
@@ -324,7 +371,11 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_data_root_argument(parser)
-    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="sets to evaluate")
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=None,
+                        help="sets to evaluate (default: all of them, or none when --images is given)")
+    parser.add_argument("--images", action="append", metavar="NAME=FOLDER", default=[],
+                        help="also score your own images: every PNG, JPEG, WebP, BMP or TIFF under FOLDER, as a set "
+                             "named NAME (repeatable; needs no shared data)")
     parser.add_argument("--percents", nargs="+", type=float, default=list(DEFAULT_PERCENTS),
                         help="pixelation percents (default: 25 40 60)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
@@ -348,7 +399,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--limit must be >= 1")
     if any(not 0 < p <= 100 for p in args.percents):
         parser.error("--percents must be in (0, 100]")
+    args.folders = [parse_folder_spec(parser, spec) for spec in args.images]
+    names = [name for name, _ in args.folders]
+    if len(set(names)) < len(names):
+        parser.error(f"--images names must differ. Received: {', '.join(names)}")
+    if args.sets is None:
+        args.sets = [] if args.folders else list(SETS)
     return args
+
+
+def parse_folder_spec(parser: argparse.ArgumentParser, spec: str) -> tuple[str, Path]:
+    """`--images NAME=FOLDER`, checked before any model loads."""
+    name, sep, folder = spec.partition("=")
+    if not sep or not name or not folder:
+        parser.error(f"--images expects NAME=FOLDER. Received: {spec!r}")
+    if name in SETS:
+        parser.error(f"--images {spec}: {name!r} is the name of a built-in set; choose another name")
+    path = Path(folder).expanduser()  # `NAME=~/photos` reaches us unexpanded from most shells.
+    if not path.is_dir():
+        parser.error(f"--images {name}: not a folder: {path}")
+    if not folder_paths(path):
+        parser.error(f"--images {name}: no PNG, JPEG, WebP, BMP or TIFF files under {path}")
+    return name, path
 
 
 def build_methods(args: argparse.Namespace, data_root: Path, notes: list[str]) -> dict[str, Method]:
@@ -377,12 +449,19 @@ def run_sets(
         rows.extend(evaluate_set(key, args.percents, methods, data_root, args.limit, args.lfw80_resize))
         set_seconds[key] = round(time.perf_counter() - start, 1)
         print(f"[{key}: {set_seconds[key]} s]", file=sys.stderr, flush=True)
+    for name, folder in args.folders:
+        start = time.perf_counter()
+        rows.extend(evaluate_folder(name, folder, args.percents, methods, args.limit, notes))
+        set_seconds[name] = round(time.perf_counter() - start, 1)
+        print(f"[{name}: {set_seconds[name]} s]", file=sys.stderr, flush=True)
     return rows, set_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_root = common.check_data_root(args.data_root)
+    # Your own folders need no shared data; without it the peers (whose models live there) are left out with a note.
+    needs_data = bool(args.sets) or args.samples is not None
+    data_root = common.check_data_root(args.data_root) if needs_data else args.data_root.resolve()
     notes: list[str] = []
     start = time.perf_counter()
     methods = build_methods(args, data_root, notes)

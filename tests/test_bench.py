@@ -62,6 +62,40 @@ def test_quality_prints_table_writes_json_and_samples(tiny_model, tmp_path):
     assert 0 < samples.stat().st_size <= 500 * 1024
 
 
+def test_quality_scores_your_own_folder_without_shared_data(tiny_model, tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "my photos"
+    (photos / "sub").mkdir(parents=True)
+    y, x = np.mgrid[0:60, 0:90].astype(np.float32)
+    smooth = np.stack([np.sin(x / 6 + c) * np.cos(y / 9) for c in range(3)], axis=-1) * 0.5 + 0.5
+    Image.fromarray(np.rint(smooth * 255).astype(np.uint8)).save(photos / "a.png")
+    Image.fromarray(np.rint(smooth[..., 0] * 65535).astype(np.uint16)).save(photos / "sub" / "gray16.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    out_json = tmp_path / "quality.json"
+    stdout = run_script("quality.py", "--images", f"mine={photos}", "--percents", "40", "--data-root",
+                        str(tmp_path / "no shared data"), "--model", f"default={tiny_model}", "--json", str(out_json))
+    assert f"| mine ({photos}) | 40 | 2 |" in stdout
+    assert f"left out: {photos / 'broken.jpg'}" in stdout
+    (row,) = json.loads(out_json.read_text())["results"]
+    assert row["set"] == "mine" and row["images"] == 2
+    # A smooth picture: bicubic from the small image beats the blocky pixelated one.
+    assert row["methods"]["bicubic"]["psnr"] > row["methods"]["pixelated"]["psnr"] + 1
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("mine", "--images expects NAME=FOLDER"),
+    ("set5={folder}", "is the name of a built-in set"),
+    ("mine={folder}/nope", "not a folder"),
+    ("mine={folder}", "no PNG, JPEG, WebP, BMP or TIFF files under"),
+])
+def test_quality_refuses_a_bad_images_option_before_any_work(tmp_path, spec, message):
+    command = [sys.executable, str(REPO_ROOT / "bench" / "quality.py"), "--images", spec.format(folder=tmp_path)]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
 def test_quality_exits_clearly_without_data(tmp_path):
     command = [sys.executable, str(REPO_ROOT / "bench" / "quality.py"), "--data-root", str(tmp_path / "nope")]
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
