@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from srmodel.images import FORMATS
+from srmodel.images import DEFAULT_MAX_PIXELS, FORMATS
 from srmodel.precision import PRECISIONS
 
 PIXELATED_TAG = ".pixelated"
@@ -60,6 +60,16 @@ def _percent(text: str) -> float:
     return value
 
 
+def _megapixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megapixels > 0. Received: {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of megapixels > 0. Received: {value:g}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `enhance` subcommand on the `python -m srmodel` parser."""
     parser = subparsers.add_parser(
@@ -95,6 +105,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="compute precision: auto picks bfloat16 on CPUs that compute it natively (about 2x faster), "
         "else float32 (default: $SRMODEL_PRECISION, or auto)",
+    )
+    parser.add_argument(
+        "--max-megapixels", type=_megapixels, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
+        help="skip larger images, judged from the file header before decoding (default %(default)g; tiles keep "
+        "memory flat, about 1.1 GB for 12 MP, so raise it for big panoramas)",
     )
     parser.add_argument(
         "--self-ensemble",
@@ -182,12 +197,13 @@ def collect_jobs(inputs: list[str], out: Path, *, pixelate: bool = False) -> Job
         seen.add((source_id, resolved[0]))
         # By identity, not by name: --out may reach the same files by a symlink, a bind mount or another case.
         replaced = next((key for o in outputs if (key := _identity(o)) in protected), None)
-        clash = next((written[r] for r in resolved if r in written), None)
+        clash = any(r in written for r in resolved)
         if replaced is not None:
             whose = "it" if replaced == source_id else f"the input {protected[replaced]}"
             problems.append(f"{source}: its result would overwrite {whose}; choose another --out")
-        elif clash is not None:
-            problems.append(f"{source}: same output path as {clash} ({target})")
+        elif clash:
+            taken, owner = next((o, written[r]) for o, r in zip(outputs, resolved, strict=True) if r in written)
+            problems.append(f"{source}: its output {taken} is already an output of {owner}")
         else:
             written.update((r, source) for r in resolved)
             jobs.append(Job(source, target))
@@ -214,11 +230,14 @@ def _load_enhancer(source: str | None, precision: str | None = None):
     return load_enhancer(source, precision=precision)
 
 
-def _process(enhancer, job: Job, pixelate_percent: float | None, self_ensemble: bool = False) -> None:
+def _process(
+    enhancer, job: Job, pixelate_percent: float | None, self_ensemble: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> None:
     from srmodel.degrade import pixelate
     from srmodel.images import read_image, write_image
 
-    image = read_image(job.source)
+    image = read_image(job.source, max_pixels=max_pixels)
     if pixelate_percent is not None:
         image = pixelate(image, pixelate_percent)
         write_image(pixelated_path(job.target), image, like=job.source.name)
@@ -231,6 +250,16 @@ def _warn_about_small_tiles(tile: int, margin: int) -> None:
     if work >= 2.0:
         print(f"note: --tile-size {tile} with the model's {margin}-pixel context margin computes about {work:.1f}x "
               "the pixels of each large image; a larger tile is faster", file=sys.stderr)
+
+
+def _warn_outside_training(percent: float, config: dict) -> None:
+    """A model restores the pixelation it trained on; far outside that range it can do more harm than good."""
+    from srmodel.degrade import percent_settings
+
+    low, high, _ = percent_settings(config)
+    if not low <= percent <= high:
+        print(f"note: the model trained on pixelation of {low:g}-{high:g} %; at --pixelate {percent:g} its result "
+              "may be further from the original than the pixelated image is", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -265,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
         if args.tile_size is not None:
             enhancer.tile_size = args.tile_size
             _warn_about_small_tiles(enhancer.tile_size, enhancer.tile_margin)
+        if args.pixelate is not None:
+            _warn_outside_training(args.pixelate, enhancer.config)
     except (SRModelError, ValueError, OSError) as exc:
         print(f"error: could not load the model: {exc}", file=sys.stderr)
         for folder in made:  # Made a moment ago and still empty: leave nothing behind.
@@ -277,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         for job in bar:
             bar.set_postfix_str(job.source.name, refresh=False)
             try:
-                _process(enhancer, job, args.pixelate, args.self_ensemble)
+                _process(enhancer, job, args.pixelate, args.self_ensemble, round(args.max_megapixels * 1e6))
             except (SRModelError, ValueError, OSError, MemoryError) as exc:
                 skipped += 1
                 reason = str(exc).removeprefix(f"{job.source}: ")  # ImageError names the file already.

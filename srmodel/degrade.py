@@ -33,6 +33,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"Expected an H×W or H×W×C image. Received: shape={image.shape}")
     if image.size == 0:
         raise ValueError(f"Expected a non-empty image. Received: shape={image.shape}")
+    if not image.dtype.isnative:  # OpenCV reads raw memory: a big-endian '>u2' would be garbled.
+        image = image.astype(image.dtype.newbyteorder("="))
     return image
 
 
@@ -69,10 +71,34 @@ def pixelate(image: np.ndarray, percent: float = DEFAULT_PERCENT) -> np.ndarray:
     """Pixelate `image` like the tutorial: INTER_AREA down to `percent` %, INTER_AREA back up.
 
     Returns an array of the input's shape and dtype, for gray, RGB, RGBA and any size from 1×1.
+    With alpha (H×W×2 or H×W×4), colour is averaged by coverage (see `_pixelate_with_alpha`).
     """
     image = _check_image(image)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        return _pixelate_with_alpha(image, percent)
     small = downscale(image, percent)
     return _resize(small, image.shape[0], image.shape[1], cv2.INTER_AREA)
+
+
+def _pixelate_with_alpha(image: np.ndarray, percent: float) -> np.ndarray:
+    """Averages premultiplied colour, so the hidden colour of transparent pixels (often black) cannot seep
+    into the visible ones as a dark fringe; alpha itself is pixelated as any other channel."""
+    if small_size(image.shape[0], image.shape[1], percent) == image.shape[:2]:
+        return image.copy()  # 100 % (or a size that cannot shrink): nothing to average.
+    integer = np.issubdtype(image.dtype, np.integer)
+    scale = float(np.iinfo(image.dtype).max) if integer else 1.0
+    x = image.astype(np.float32) / np.float32(scale)
+    alpha = x[..., -1:]
+    premultiplied = np.concatenate([x[..., :-1] * alpha, alpha], axis=2)
+    blocks = _resize(downscale(premultiplied, percent), image.shape[0], image.shape[1], cv2.INTER_AREA)
+    coverage = blocks[..., -1:]
+    plain = _resize(downscale(x, percent), image.shape[0], image.shape[1], cv2.INTER_AREA)
+    # Where nothing is visible the colour is undefined; the plain average keeps it close to the input's.
+    color = np.where(coverage > 1e-6, blocks[..., :-1] / np.maximum(coverage, 1e-6), plain[..., :-1])
+    out = np.concatenate([np.clip(color, 0.0, 1.0), coverage], axis=2) * np.float32(scale)
+    if integer:
+        return np.clip(np.rint(out), 0, scale).astype(image.dtype)
+    return out.astype(image.dtype)
 
 
 def bicubic_from_small(image: np.ndarray, percent: float = DEFAULT_PERCENT) -> np.ndarray:
@@ -84,6 +110,24 @@ def bicubic_from_small(image: np.ndarray, percent: float = DEFAULT_PERCENT) -> n
         info = np.iinfo(image.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
     return np.clip(out, 0.0, 1.0).astype(image.dtype)
+
+
+def percent_settings(config: dict | None) -> tuple[float, float, float]:
+    """(minimum, maximum, default) pixelation percent a model trained on, from its config, with safe fallbacks."""
+    pixelation = (config or {}).get("pixelation") or {}
+    low, high = DEFAULT_PERCENT_RANGE
+    try:
+        lo, hi = (float(v) for v in pixelation.get("percent_range", (low, high)))
+        if 0 < lo <= hi <= 100:
+            low, high = lo, hi
+    except (TypeError, ValueError):
+        pass
+    default = pixelation.get("validation_percent", DEFAULT_PERCENT)
+    try:
+        default = float(default)
+    except (TypeError, ValueError):
+        default = DEFAULT_PERCENT
+    return low, high, min(max(default, low), high)
 
 
 def pixelate_tf(image, percent):

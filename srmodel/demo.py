@@ -26,7 +26,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from srmodel.degrade import DEFAULT_PERCENT, DEFAULT_PERCENT_RANGE, pixelate
+from srmodel.degrade import percent_settings, pixelate
 from srmodel.errors import ImageError, ModelLoadError
 
 log = logging.getLogger("srmodel.demo")
@@ -75,24 +75,6 @@ def load_serving_model(source: str | None, precision: str | None = None) -> Serv
 
 # ---------------------------------------------------------------------------------------------
 # Model description
-
-
-def percent_settings(config: dict | None) -> tuple[float, float, float]:
-    """(minimum, maximum, default) pixelation percent from the model's config, with safe fallbacks."""
-    pixelation = (config or {}).get("pixelation") or {}
-    low, high = DEFAULT_PERCENT_RANGE
-    try:
-        lo, hi = (float(v) for v in pixelation.get("percent_range", (low, high)))
-        if 0 < lo <= hi <= 100:
-            low, high = lo, hi
-    except (TypeError, ValueError):
-        pass
-    default = pixelation.get("validation_percent", DEFAULT_PERCENT)
-    try:
-        default = float(default)
-    except (TypeError, ValueError):
-        default = DEFAULT_PERCENT
-    return low, high, min(max(default, low), high)
 
 
 def model_origin(info: dict) -> str:

@@ -36,7 +36,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _check_image(image: Any) -> np.ndarray:
-    """Validates an input image; returns it as a NumPy array (no copy)."""
+    """Validates an input image; returns it as a NumPy array (a copy only to fix a big-endian byte order)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"Expected a NumPy array. Received: type={type(image).__name__}")
     dtype_ok = image.dtype.type in _INT_DTYPES or image.dtype.type in _FLOAT_DTYPES
@@ -51,6 +51,8 @@ def _check_image(image: Any) -> np.ndarray:
             f"Expected finite values, but the image contains NaN or infinity. "
             f"Received: shape={image.shape}, dtype={image.dtype}"
         )
+    if not image.dtype.isnative:  # e.g. '>u2' from a big-endian TIFF: the dtype checks below compare native types.
+        image = image.astype(image.dtype.newbyteorder("="))
     return image
 
 

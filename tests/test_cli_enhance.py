@@ -18,6 +18,7 @@ class FakeEnhancer:
     def __init__(self):
         self.tile_size = 1024  # what the model chose; the CLI keeps it unless told otherwise
         self.tile_margin = 88
+        self.config = {"pixelation": {"percent_range": [20, 60]}}
 
     def enhance(self, image: np.ndarray, progress=None, *, self_ensemble: bool = False) -> np.ndarray:
         self.self_ensemble = self_ensemble
@@ -150,7 +151,9 @@ def test_no_result_or_pixelated_copy_overwrites_another_input(tmp_path, fake, ca
     code = run([str(tmp_path / "in"), str(tmp_path / "in2"), "--out", str(tmp_path / "out"), "--pixelate", "50"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "same output path as" in err
+    out, in2 = tmp_path / "out", tmp_path / "in2"
+    assert (f"{in2 / 'dog.png'}: its output {out / 'dog.pixelated.png'} is already an output of "
+            f"{in2 / 'dog.pixelated.png'}") in err
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "cat.png"), 255 - pixelate(other, 50))
     code = run([str(tmp_path / "out" / "cat.png"), str(tmp_path / "in"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
@@ -225,6 +228,23 @@ def test_small_tiles_get_a_note_on_time(tmp_path, fake, capsys):
     assert "note:" not in capsys.readouterr().err
 
 
+def test_pixelating_outside_the_trained_range_gets_a_note(tmp_path, fake, capsys):
+    write_image(tmp_path / "a.png", _image(5))
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--pixelate", "90"]) == 0
+    assert "note: the model trained on pixelation of 20-60 %; at --pixelate 90" in capsys.readouterr().err
+    assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--pixelate", "40"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_max_megapixels_skips_larger_images_and_can_be_raised(tmp_path, fake, capsys):
+    write_image(tmp_path / "big.png", _image(5, (300, 400, 3)))  # 0.12 MP
+    assert run([str(tmp_path / "big.png"), "--out", str(tmp_path / "o"), "--max-megapixels", "0.1"]) == 1
+    assert "more than the limit of 100,000" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "big.png").exists()
+    assert run([str(tmp_path / "big.png"), "--out", str(tmp_path / "o"), "--max-megapixels", "0.2"]) == 0
+    assert read_image(tmp_path / "o" / "big.png").shape == (300, 400, 3)
+
+
 def test_bad_model_is_usage_error(tmp_path, monkeypatch, capsys):
     def fail(source, precision=None):
         raise ModelLoadError(f"Model folder not found: {source}")
@@ -244,7 +264,8 @@ def test_without_tile_size_the_model_keeps_its_own(tmp_path, fake):
     assert fake.tile_size == 1024
 
 
-@pytest.mark.parametrize("flags", [["--pixelate", "0"], ["--pixelate", "101"], ["--tile-size", "4"], []])
+@pytest.mark.parametrize("flags", [["--pixelate", "0"], ["--pixelate", "101"], ["--tile-size", "4"], [],
+                                   ["--max-megapixels", "0"], ["--max-megapixels", "nan"], ["--max-megapixels", "x"]])
 def test_bad_flags_exit_2(tmp_path, flags):
     argv = [str(tmp_path)] + (["--out", str(tmp_path / "o")] if flags else []) + flags
     with pytest.raises(SystemExit) as exc:

@@ -88,3 +88,30 @@ def test_bicubic_from_small_baseline():
     image = np.random.default_rng(3).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     out = bicubic_from_small(image, 40)
     assert out.shape == image.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_alpha_edges_get_no_dark_fringe(channels):
+    # Opaque white beside fully transparent black: the blocks across the edge are partly transparent, but white.
+    image = np.zeros((10, 10, channels), np.uint8)
+    image[:, :6] = 255
+    out = pixelate(image, 40)
+    partly = (out[..., -1] > 0) & (out[..., -1] < 255)
+    assert partly.any()
+    assert (out[..., :-1][partly] == 255).all()
+    np.testing.assert_array_equal(out[..., -1], pixelate(image[..., -1], 40))  # alpha itself: plain pixelation
+
+
+def test_opaque_alpha_pixelates_like_the_colour_alone():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, np.full((33, 47, 1), 255, np.uint8)], axis=2)
+    assert np.abs(pixelate(rgba, 40)[..., :3].astype(int) - pixelate(rgb, 40).astype(int)).max() <= 1
+    np.testing.assert_array_equal(pixelate(rgba, 100), rgba)
+
+
+@pytest.mark.parametrize("dtype", ["<u2", ">u2", ">f4"])
+def test_any_byte_order_gives_the_same_pixels(dtype):
+    rng = np.random.default_rng(4)
+    native = (rng.random((20, 30, 3)) * (65535 if "u" in dtype else 1)).astype(np.dtype(dtype).newbyteorder("="))
+    np.testing.assert_array_equal(pixelate(native.astype(dtype), 40), pixelate(native, 40))

@@ -151,6 +151,12 @@ def test_uint16_keeps_precision(tiled):
     assert np.abs(out / 65535 - as8 / 255).max() <= 2 / 255
 
 
+def test_big_endian_input_matches_native(tiled):
+    image = _random((40, 50, 3)).astype(np.uint16) * 257  # e.g. np.asarray of a big-endian 16-bit TIFF
+    out = tiled.enhance(image.astype(">u2"))
+    np.testing.assert_array_equal(out, tiled.enhance(image))
+
+
 def test_float_input_matches_uint8(tiled):
     image = _random((40, 50, 3))
     out8 = tiled.enhance(image)
