@@ -134,9 +134,17 @@ def _to_array(image: Image.Image, name: str) -> np.ndarray:
     has_alpha = mode in ("P", "L", "RGB") and image.has_transparency_data
     if mode in _UINT16_MODES:
         array = np.asarray(image)
-        if mode == "I":  # 32-bit integer pixels: 16-bit PNGs in older Pillow, or 32-bit TIFFs.
-            array = np.clip(array, 0, 65535)
+        # "I" is 32-bit integer pixels: 16-bit PNGs in older Pillow, or 32-bit TIFFs, whose scale we cannot know.
+        if mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
+            raise ImageError(f"{name}: 32-bit integer pixels outside 0..65535 are not supported (no known white "
+                             f"level). Received: values {array.min()}..{array.max()}")
         return array.astype(np.uint16)
+    if mode == "F":  # 32-bit float pixels (scientific TIFFs): white is 1.0 by convention.
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            raise ImageError(f"{name}: 32-bit float pixels must lie in [0, 1]. "
+                             f"Received: values {np.nanmin(array):g}..{np.nanmax(array):g}")
+        return np.rint(array * 65535.0).astype(np.uint16)
     if mode in _GRAY_MODES and not has_alpha:
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if mode in _GRAY_ALPHA_MODES or (mode == "L" and has_alpha):

@@ -93,9 +93,27 @@ def test_modes(mode, shape):
     assert array.dtype == (np.uint16 if mode == "I;16" else np.uint8)
 
 
-def test_unsupported_mode():
-    with pytest.raises(ImageError, match="unsupported image mode"):
-        read_image(Image.new("F", (3, 3)))
+def _tiff(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def test_float_tiff_in_unit_range_reads_as_16_bit():
+    ramp = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    array = read_image(_tiff(ramp))
+    assert array.dtype == np.uint16
+    np.testing.assert_array_equal(array, np.rint(ramp * 65535).astype(np.uint16))
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.array([[0.0, 3.0]], np.float32), r"float pixels must lie in \[0, 1\]. Received: values 0..3"),
+    (np.array([[0.0, np.nan]], np.float32), "float pixels must lie in"),
+    (np.array([[0, 255000]], np.int32), r"outside 0..65535 are not supported .* Received: values 0..255000"),
+])
+def test_wide_pixels_without_a_known_white_are_refused_not_clipped(array, message):
+    with pytest.raises(ImageError, match=message):
+        read_image(_tiff(array))
 
 
 def test_truncated_png(tmp_path):
