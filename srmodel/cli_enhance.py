@@ -235,13 +235,15 @@ def _process(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> None:
     from srmodel.degrade import pixelate
-    from srmodel.images import read_image, write_image
+    from srmodel.images import read_icc_profile, read_image, write_image
 
     image = read_image(job.source, max_pixels=max_pixels)
+    profile = read_icc_profile(job.source)  # The results' pixels are in the input's colour space.
     if pixelate_percent is not None:
         image = pixelate(image, pixelate_percent)
-        write_image(pixelated_path(job.target), image, like=job.source.name)
-    write_image(job.target, enhancer.enhance(image, self_ensemble=self_ensemble), like=job.source.name)
+        write_image(pixelated_path(job.target), image, like=job.source.name, icc_profile=profile)
+    result = enhancer.enhance(image, self_ensemble=self_ensemble)
+    write_image(job.target, result, like=job.source.name, icc_profile=profile)
 
 
 def _warn_about_small_tiles(tile: int, margin: int) -> None:

@@ -162,9 +162,17 @@ def upload_path(payload: Any) -> tuple[str | bytes, str]:
     raise gr.Error("Upload an image first (or pick one of the examples).", title="No image", print_exception=False)
 
 
-def load_upload(payload: Any, max_pixels: int) -> tuple[np.ndarray, str, str]:
-    """(image, content key, file stem) of an upload, or gr.Error with a readable reason."""
-    from srmodel.images import read_image
+@dataclass(frozen=True)
+class Upload:
+    image: np.ndarray
+    key: str  # sha256 of the file: which pixelation in a session belongs to which upload
+    stem: str
+    icc_profile: bytes | None  # results are written with it, as their pixels are in its colour space
+
+
+def load_upload(payload: Any, max_pixels: int) -> Upload:
+    """The decoded upload, or gr.Error with a readable reason."""
+    from srmodel.images import read_icc_profile, read_image
 
     source, name = upload_path(payload)
     try:
@@ -180,7 +188,7 @@ def load_upload(payload: Any, max_pixels: int) -> tuple[np.ndarray, str, str]:
         if "too large" in message:
             message += f". This demo accepts images up to {max_pixels / 1e6:g} megapixels."
         raise gr.Error(_text(message), title="Cannot use this image", print_exception=False) from None
-    return image, hashlib.sha256(data).hexdigest(), Path(name).stem or "image"
+    return Upload(image, hashlib.sha256(data).hexdigest(), Path(name).stem or "image", read_icc_profile(data))
 
 
 class OutputDir:
@@ -192,15 +200,15 @@ class OutputDir:
         if root is None:  # A folder of our own: gone when the server stops.
             atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
-    def write_png(self, image: np.ndarray, name: str) -> str:
-        """Writes a lossless PNG (alpha and 16-bit kept) and returns its path."""
+    def write_png(self, image: np.ndarray, name: str, icc_profile: bytes | None = None) -> str:
+        """Writes a lossless PNG (alpha, 16-bit and the colour profile kept) and returns its path."""
         from srmodel.images import write_image
 
         self.prune()
         folder = self.root / uuid.uuid4().hex
         folder.mkdir()
         path = folder / f"{_safe_stem(name)}.png"
-        write_image(path, image)
+        write_image(path, image, icc_profile=icc_profile)
         return str(path)
 
     def prune(self, now: float | None = None) -> None:
@@ -293,11 +301,12 @@ class DemoHandlers:
     def pixelate(self, image: Any, percent: Any, session: dict | None) -> tuple[str, dict, dict]:
         """Pixelates the upload; returns (pixelated PNG path, metrics vs original, session state)."""
         percent = _check_percent(percent)
-        original, key, stem = load_upload(image, self.max_pixels)
-        pixelated = pixelate(original, percent)
-        path = self.outputs.write_png(pixelated, f"{stem}_pixelated_{percent:g}")
-        metrics = {"compared_with_original": True, "percent": percent, **compare(original, pixelated=pixelated)}
-        state = {"key": key, "stem": stem, "percent": percent, "input": path, "enhanced": None, "metrics": metrics}
+        upload = load_upload(image, self.max_pixels)
+        pixelated = pixelate(upload.image, percent)
+        path = self.outputs.write_png(pixelated, f"{upload.stem}_pixelated_{percent:g}", upload.icc_profile)
+        metrics = {"compared_with_original": True, "percent": percent, **compare(upload.image, pixelated=pixelated)}
+        state = {"key": upload.key, "stem": upload.stem, "percent": percent, "input": path, "enhanced": None,
+                 "metrics": metrics}
         return path, metrics, state
 
     def enhance(
@@ -310,17 +319,18 @@ class DemoHandlers:
         when there is one.
         """
         self_ensemble = _check_flag(self_ensemble, "Self-ensemble")
-        upload, key, stem = load_upload(image, self.max_pixels)
+        upload = load_upload(image, self.max_pixels)
+        stem, profile = upload.stem, upload.icc_profile
         session = session or {}
-        pixelated = session.get("key") == key and session.get("percent")
+        pixelated = session.get("key") == upload.key and session.get("percent")
         if pixelated:
             percent = float(session["percent"])
-            model_input = pixelate(upload, percent)  # Deterministic: recomputed, not stored.
+            model_input = pixelate(upload.image, percent)  # Deterministic: recomputed, not stored.
             input_path = session.get("input")
             if not input_path or not Path(input_path).is_file():
-                input_path = self.outputs.write_png(model_input, f"{stem}_pixelated_{percent:g}")
+                input_path = self.outputs.write_png(model_input, f"{stem}_pixelated_{percent:g}", profile)
         else:
-            model_input, input_path = upload, self.outputs.write_png(upload, f"{stem}_input")
+            model_input, input_path = upload.image, self.outputs.write_png(upload.image, f"{stem}_input", profile)
 
         def on_tile(done: int, total: int) -> None:
             if progress is not None and total > 1:
@@ -332,14 +342,14 @@ class DemoHandlers:
             enhanced = self.enhancer.enhance(model_input, progress=on_tile, self_ensemble=self_ensemble)
         except MemoryError:
             raise gr.Error("The server ran out of memory on this image; try a smaller one.", title="Too large") from None
-        path = self.outputs.write_png(enhanced, f"{stem}_enhanced")
+        path = self.outputs.write_png(enhanced, f"{stem}_enhanced", profile)
         if pixelated:
             metrics = {"compared_with_original": True, "percent": percent, "self_ensemble": self_ensemble,
-                       **compare(upload, pixelated=model_input, enhanced=enhanced)}
+                       **compare(upload.image, pixelated=model_input, enhanced=enhanced)}
         else:
             metrics = {"compared_with_original": False, "self_ensemble": self_ensemble,
                        "note": "Enhanced the uploaded image directly; there is no original to compare with."}
-        state = {"key": key, "stem": stem, "percent": session.get("percent") if pixelated else None,
+        state = {"key": upload.key, "stem": stem, "percent": session.get("percent") if pixelated else None,
                  "input": input_path, "enhanced": path, "metrics": metrics}
         return path, metrics, state
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -200,6 +202,41 @@ def read_image(
                 image.close()
 
 
+def read_icc_profile(source: str | os.PathLike | bytes) -> bytes | None:
+    """The embedded colour profile (ICC) of an image file, or None.
+
+    Pixels are restored in the colour space they were stored in, so a result must carry the same profile
+    to look the same: a Display P3 phone photo written without it looks washed out in colour-managed viewers.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open(source, _describe(source)) as image:
+                profile = image.info.get("icc_profile")
+    except ImageError:
+        return None
+    return bytes(profile) if profile else None
+
+
+def _profile_fits(profile: bytes | None, array: np.ndarray) -> bool:
+    """True when the ICC profile's colour space (header bytes 16-19) is the array's: RGB or gray.
+
+    A CMYK JPEG's profile must not travel to the RGB array it was converted to.
+    """
+    if not profile or len(profile) < 20:
+        return False
+    gray = array.ndim == 2 or array.shape[2] <= 2
+    return profile[16:20] == (b"GRAY" if gray else b"RGB ")
+
+
+def _png_with_icc(png: bytes, profile: bytes) -> bytes:
+    """Inserts an iCCP chunk after IHDR (OpenCV's 16-bit PNGs cannot carry one otherwise)."""
+    body = b"ICC profile\0\0" + zlib.compress(profile)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 data bytes and CRC
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
 def _to_8bit(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
@@ -229,8 +266,12 @@ def _format_for(path: Path, like: str | None) -> str:
     return fmt
 
 
-def encode_image(array: np.ndarray, fmt: str) -> bytes:
-    """Encodes an H×W, H×W×1, H×W×2 (gray, alpha), H×W×3 or H×W×4 uint8/uint16/float array in Pillow format `fmt`."""
+def encode_image(array: np.ndarray, fmt: str, *, icc_profile: bytes | None = None) -> bytes:
+    """Encodes an H×W, H×W×1, H×W×2 (gray, alpha), H×W×3 or H×W×4 uint8/uint16/float array in Pillow format `fmt`.
+
+    `icc_profile` (see `read_icc_profile`) is embedded where the format holds one (not BMP, not 16-bit TIFF)
+    and its colour space matches the array's; otherwise it is left out.
+    """
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -249,23 +290,29 @@ def encode_image(array: np.ndarray, fmt: str) -> bytes:
         ok, buffer = cv2.imencode(".png" if fmt == "PNG" else ".tiff", bgr)
         if not ok:
             raise ValueError(f"OpenCV could not encode a 16-bit {fmt}. Received: shape={array.shape}")
+        if fmt == "PNG" and _profile_fits(icc_profile, array):
+            return _png_with_icc(buffer.tobytes(), icc_profile)
         return buffer.tobytes()
     array = _to_8bit(array)
     if array.ndim == 3 and array.shape[2] in (2, 4) and fmt not in ALPHA_FORMATS:
         array = _drop_alpha_onto_white(array)
     options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"optimize": False}}.get(fmt, {})
+    if fmt != "BMP" and _profile_fits(icc_profile, array):
+        options = {**options, "icc_profile": icc_profile}
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray, *, like: str | None = None) -> None:
+def write_image(
+    path: str | os.PathLike, array: np.ndarray, *, like: str | None = None, icc_profile: bytes | None = None
+) -> None:
     """Writes `array` atomically (temporary file + rename) in the format of `path`'s extension.
 
     `like` (a file name or extension such as ".png") gives the format when `path` has no known
     extension. uint16 is kept as 16-bit in PNG and TIFF and reduced to 8 bits elsewhere; float is
     written as 8-bit. Alpha is kept in PNG, WebP and TIFF (WebP has no gray: gray+alpha becomes RGBA
-    there); JPEG and BMP are written without it, composited onto white.
+    there); JPEG and BMP are written without it, composited onto white. `icc_profile`: see `encode_image`.
     """
     path = Path(path)
-    atomic_write_bytes(path, encode_image(array, _format_for(path, like)))
+    atomic_write_bytes(path, encode_image(array, _format_for(path, like), icc_profile=icc_profile))

@@ -228,6 +228,17 @@ def test_small_tiles_get_a_note_on_time(tmp_path, fake, capsys):
     assert "note:" not in capsys.readouterr().err
 
 
+def test_results_keep_the_inputs_colour_profile(tmp_path, fake):
+    from PIL import Image, ImageCms
+
+    from srmodel.images import read_icc_profile
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_image(3)).save(tmp_path / "p3.jpg", icc_profile=profile)
+    assert run([str(tmp_path / "p3.jpg"), "--out", str(tmp_path / "o"), "--pixelate", "40"]) == 0
+    assert read_icc_profile(tmp_path / "o" / "p3.jpg") == read_icc_profile(tmp_path / "o" / "p3.pixelated.jpg") == profile
+
+
 def test_pixelating_outside_the_trained_range_gets_a_note(tmp_path, fake, capsys):
     write_image(tmp_path / "a.png", _image(5))
     assert run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--pixelate", "90"]) == 0

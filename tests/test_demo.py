@@ -153,3 +153,18 @@ def test_error_messages_escape_html_but_keep_quotes():
 def test_model_panel_names_the_compute_precision():
     text = demo.model_markdown({"source": "bundled", "architecture": "default", "precision": "bfloat16"})
     assert "**Compute precision:** bfloat16" in text
+
+
+def test_results_keep_the_uploads_colour_profile(tmp_path):
+    from PIL import Image, ImageCms
+
+    from srmodel.images import read_icc_profile
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = tmp_path / "wide gamut.jpg"
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(photo, icc_profile=profile)
+    handlers = demo.DemoHandlers(FakeEnhancer({}), max_pixels=10**6, outputs=demo.OutputDir(tmp_path / "out"))
+    pixelated, _, state = handlers.pixelate(str(photo), 40, None)
+    enhanced, _, _ = handlers.enhance(str(photo), False, state)
+    direct, _, _ = handlers.enhance(str(photo), False, None)
+    assert read_icc_profile(pixelated) == read_icc_profile(enhanced) == read_icc_profile(direct) == profile
