@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SRModelError(f"{exc}\nThe trained model is kept in {folder}; publish it later with:\n  {retry}") from None
             print(f"Published: {url}")
     except KeyboardInterrupt:
-        return 130
+        from srmodel.training import interrupted_exit_status
+
+        return interrupted_exit_status()
     except (SRModelError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

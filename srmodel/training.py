@@ -243,6 +243,9 @@ def _load_initial_weights(model, settings: TrainSettings) -> None:
             f"or only add or remove residual blocks."
         ) from None
     print(f"Starting from the weights of {settings.init_from}")
+    if settings.learning_rate >= 1e-3:
+        print(f"note: --learning-rate {settings.learning_rate:g} is a rate for training from scratch; its first steps "
+              "undo part of what the model learned. Fine-tunes of the bundled model used 5e-5.", file=sys.stderr)
     dropped = dropped_blocks(model, trained)
     if dropped:
         print(f"Residual blocks left out (the new model is shallower): {', '.join(dropped)}")
@@ -295,12 +298,19 @@ def read_state(out: str | os.PathLike) -> dict | None:
 
 
 _STOP_REQUESTED = threading.Event()
+_STOP_SIGNAL = [signal.SIGINT]  # the signal that stopped the run (Ctrl-C unless `kill` sent SIGTERM)
 
 
-def _interrupt(*_):
+def _interrupt(signum: int = signal.SIGINT, _frame=None):
     """SIGINT and SIGTERM during fit: remember the request, then interrupt where the program is."""
+    _STOP_SIGNAL[0] = signum
     _STOP_REQUESTED.set()
     raise KeyboardInterrupt
+
+
+def interrupted_exit_status() -> int:
+    """The shell's convention for a run stopped by a signal: 128 + its number (130 for Ctrl-C, 143 for kill)."""
+    return 128 + int(_STOP_SIGNAL[0])
 
 
 def _make_stop_callback():
@@ -612,6 +622,9 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         if len(skipped) > 10:
             print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
     print(f"Images: {len(train_paths)} for training, {len(val_paths)} for validation")
+    if set(train_paths) & set(val_paths):  # split_paths does this only for a single image
+        print("note: with a single image it serves for training and validation alike, so the validation score is "
+              "not measured on unseen pixels; give --data at least two images for a held-out split", file=sys.stderr)
     if len(train_groups) > 1:
         counts = ", ".join(str(len(g)) for g in train_groups) + " images"
         if len(set(weights)) == 1:
@@ -708,7 +721,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     }
     folder = export_folder(model, settings, metrics, val_ds, extra)
     print(
-        f"Validation at {settings.val_percent:g} % pixelation ({metrics['images']} crops): "
+        f"Validation at {settings.val_percent:g} % pixelation ({metrics['images']} crop"
+        f"{'' if metrics['images'] == 1 else 's'}): "
         f"model {metrics['model']['psnr']:.2f} dB / SSIM {metrics['model']['ssim']:.4f}, "
         f"pixelated {metrics['pixelated']['psnr']:.2f} dB, bicubic {metrics['bicubic']['psnr']:.2f} dB"
     )

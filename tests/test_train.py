@@ -74,6 +74,7 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
                       "--arch-kwargs", '{"filters": 8, "blocks": 2}', "--out", str(tmp_path / "tuned"))
     assert tuned.returncode == 0, tuned.stderr
     assert f"Starting from the weights of {out}" in tuned.stdout and "Sampling the --data sources equally" in tuned.stdout
+    assert "note: --learning-rate 0.001 is a rate for training from scratch" in tuned.stderr
     # Weighted sources, and the last epoch exported whatever the validation crops say.
     weighted = run_train("--data", str(photos), "--data", str(other), "--balance", "1", "3", "--keep", "last",
                          "--sample-seed", "1", "--init-from", str(out), *TINY, "--out", str(tmp_path / "weighted"))
@@ -90,11 +91,17 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert grown == {"name": "default", "kwargs": {"filters": 8, "blocks": 2, "block_size": 2}}
     # ... and shrinking the grown model back by its last block (as stage 29 did).
     shrunk = run_train("--data", str(photos), "--init-from", str(tmp_path / "tuned"), *TINY,
-                       "--out", str(tmp_path / "shrunk"))
+                       "--learning-rate", "5e-5", "--out", str(tmp_path / "shrunk"))
     assert shrunk.returncode == 0, shrunk.stderr
+    assert "note: --learning-rate" not in shrunk.stderr
     assert "Residual blocks left out (the new model is shallower): block1" in shrunk.stdout
     mismatch = run_train("--data", str(photos), "--init-from", str(out), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "differs from --arch" in mismatch.stderr
+    # A single image cannot be split: it serves both sides, and the run says so.
+    single = run_train("--data", str(photos / "photo1.png"), *TINY, "--epochs", "1", "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    assert "Images: 1 for training, 1 for validation" in single.stdout
+    assert "note: with a single image it serves for training and validation alike" in single.stderr
 
 
 def test_a_folder_in_use_by_a_live_run_is_refused(photos, tmp_path):
@@ -171,7 +178,7 @@ def _wait_for_epoch(out: Path, epoch: int, proc, timeout=240):
     raise AssertionError("no checkpoint appeared")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
     out = tmp_path / "run"
     # --loss psnr: the checkpoint resumed from is compiled with it, so it must reload with safe_mode=True too.
@@ -188,8 +195,8 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "--resume" in stderr, stderr[-3000:]
+    if sig != signal.SIGKILL:  # The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for kill).
+        assert proc.returncode == 128 + sig and "--resume" in stderr, stderr[-3000:]
     state_path = out / "checkpoints" / "state.json"
     state = json.loads(state_path.read_text())
     done = state["epoch"]
