@@ -37,6 +37,39 @@ class PushError(SRModelError):
     """Uploading a model folder to the Hub failed for a reason other than authentication."""
 
 
+def _hub_timeout_s() -> float:
+    """Seconds any one Hub request may wait for the network: $SRMODEL_HUB_TIMEOUT, default 30."""
+    text = os.environ.get("SRMODEL_HUB_TIMEOUT", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        raise SRModelError(f"SRMODEL_HUB_TIMEOUT must be a number of seconds. Received: {text!r}") from None
+    if not value > 0:
+        raise SRModelError(f"SRMODEL_HUB_TIMEOUT must be > 0 seconds. Received: {text!r}")
+    return value
+
+
+def _bound_hub_waits() -> None:
+    """huggingface_hub's shared HTTP client waits forever by default (its calls pass timeout=None), so a Hub
+    that accepts a connection and never answers would hang the demo's start-up, `enhance --model` and `--push`
+    for good. A request hook on that client gives every wait left unbounded a limit instead."""
+    from huggingface_hub.utils import get_session
+
+    session = get_session()
+    hooks = session.event_hooks
+    if _limit_unbounded_waits not in hooks["request"]:
+        session.event_hooks = {**hooks, "request": [*hooks["request"], _limit_unbounded_waits]}
+
+
+def _limit_unbounded_waits(request: Any) -> None:
+    seconds = _hub_timeout_s()
+    limits = dict(request.extensions.get("timeout") or {})
+    for kind in ("connect", "read", "write", "pool"):
+        if limits.get(kind) is None:
+            limits[kind] = min(10.0, seconds) if kind == "connect" else seconds
+    request.extensions["timeout"] = limits
+
+
 def _endpoint() -> str:
     from huggingface_hub import constants
 
@@ -90,6 +123,7 @@ def check_write_access(repo_id: str, token: str | None = None) -> str:
 
     namespace = _namespace(repo_id)
     token = _find_token(token)
+    _bound_hub_waits()
     try:
         info = HfApi(token=token).whoami(token=token)
     except HfHubHTTPError as exc:
@@ -160,6 +194,7 @@ def push_folder(
     folder, config, metrics = validate_folder(folder)
     _namespace(repo_id)
     token = _find_token(token)
+    _bound_hub_waits()
     api = HfApi(token=token)
     names = [name for name in FOLDER_FILES if (folder / name).is_file()]
     message = commit_message or default_commit_message(config, metrics)
@@ -239,6 +274,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
     )
 
     where = f"{repo_id}@{revision}" if revision else repo_id
+    _bound_hub_waits()
     try:
         return Path(
             snapshot_download(repo_id, revision=revision, repo_type="model", allow_patterns=DOWNLOAD_FILES)
@@ -312,7 +348,7 @@ def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:
         if missing:
             raise ModelLoadError(
                 f"{repo_id} on the Hub is not an srmodel model: it has no {' or '.join(missing)}. "
-                f"Received files: {sorted(p.name for p in snapshot.iterdir())}"
+                f"Received files: {sorted(p.name for p in snapshot.iterdir()) if snapshot.is_dir() else []}"
             )
         try:
             model, config, metrics = load_model_folder(snapshot)

@@ -171,6 +171,8 @@ def test_stopped_server_is_a_clear_error(hub_server, fake_hub):
         ({"config.json": json.dumps({"format_version": 1, "architecture": {"name": "gan-9000"}}).encode()},
          "unknown architecture"),
         ({"model.keras": None}, "not an srmodel model: it has no model.keras"),
+        ({"model.keras": None, "config.json": None, "metrics.json": None},  # a repo with only a README
+         r"not an srmodel model: it has no model.keras or config.json. Received files: \[\]"),
     ],
 )
 def test_broken_repo_contents_are_clear_errors(hub_server, fake_hub, model_folder, files, message):
@@ -413,3 +415,48 @@ def test_unreachable_hub_fails_fast_with_clear_errors(hub_server, fake_hub, mode
     with pytest.raises(PushError, match="nothing was pushed|failed"):
         push_folder(model_folder, "alice/faces")
     assert time.monotonic() - start < 30
+
+
+@pytest.fixture
+def silent_hub():
+    """A server that accepts connections and never answers: huggingface_hub alone would wait forever."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_hub_that_never_answers_is_given_up_on(hub_server, fake_hub, model_folder, silent_hub, tmp_path,
+                                                 monkeypatch):
+    from huggingface_hub import constants
+
+    from srmodel.hub import PushError, check_write_access, load_enhancer, push_folder
+
+    push_folder(model_folder, "alice/faces")
+    sha = fake_hub.repos["alice/faces"].branches["main"]
+    assert load_enhancer("alice/faces").info["revision"] == sha  # now in the cache
+    point_hf_at(monkeypatch, silent_hub, Path(constants.HF_HOME), WRITE_TOKEN)
+    monkeypatch.setenv("SRMODEL_HUB_TIMEOUT", "2")
+    start = time.monotonic()
+    assert load_enhancer("alice/faces").info["revision"] == sha  # the cached copy, after the wait
+    with pytest.raises(ModelLoadError, match="Could not reach the Hugging Face Hub"):
+        load_enhancer("alice/other")
+    with pytest.raises(HubAuthError, match="Could not reach the Hugging Face Hub"):
+        check_write_access("alice/faces")
+    with pytest.raises(PushError):
+        push_folder(model_folder, "alice/faces")
+    assert time.monotonic() - start < 60
