@@ -123,4 +123,37 @@ def load_model_folder(folder: str | os.PathLike):
             f"Could not load {model_path}: the file is corrupt or was saved by an incompatible version "
             f"({type(exc).__name__}: {str(exc)[:300]})"
         ) from exc
+    check_restoration_model(model, where=str(model_path))
     return model, config, metrics
+
+
+PROBE_SIDE = 24  # a multiple of every grid our architectures pad to (2, 3, 4, 8)
+
+
+def check_restoration_model(model, where: str) -> None:
+    """Refuses a loadable model that cannot restore images, so that callers fall back or stop with a reason
+    instead of failing on every image (or, worse, returning gray or black ones).
+
+    It must take and give H×W×3 images of any size, the same size out as in, with finite values.
+    """
+    import numpy as np
+
+    def fail(reason: str) -> None:
+        raise ModelLoadError(f"{where} is not an image restoration model srmodel can run: {reason}")
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        fail(f"expected one input and one output. Received: {len(model.inputs)} inputs, {len(model.outputs)} outputs")
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[1:] != (None, None, 3):
+        fail(f"expected an input of shape (batch, any height, any width, 3). Received: {in_shape}")
+    if len(out_shape) != 4 or out_shape[-1] != 3:
+        fail(f"expected an RGB output of shape (batch, height, width, 3). Received: {out_shape}")
+    probe = np.random.default_rng(0).random((1, PROBE_SIDE, PROBE_SIDE, 3), dtype=np.float32)
+    try:
+        output = np.asarray(model(probe, training=False))
+    except Exception as exc:  # noqa: BLE001  (whatever the model raises, the reason is the same)
+        fail(f"it failed on a {PROBE_SIDE}×{PROBE_SIDE} test image ({type(exc).__name__}: {str(exc)[:200]})")
+    if output.shape != probe.shape:
+        fail(f"a {PROBE_SIDE}×{PROBE_SIDE} test image came back as shape {output.shape}")
+    if not np.isfinite(output).all():
+        fail("its output holds NaN or infinite values (broken weights)")

@@ -198,6 +198,37 @@ def test_local_sources_and_bad_names(tmp_path):
         load_enhancer(str(folder))
 
 
+def _replace_network(folder: Path, kind: str) -> Path:
+    import keras
+
+    if kind == "nan weights":
+        model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
+        model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    else:
+        shape = (32, 32, 3) if kind == "fixed size" else (None, None, 3)
+        inputs = keras.Input(shape)
+        outputs = keras.layers.Conv2D(1 if kind == "gray output" else 3, 3, padding="same")(inputs)
+        if kind == "smaller output":
+            outputs = keras.layers.MaxPooling2D()(outputs)
+        model = keras.Model(inputs, outputs)
+    model.save(folder / "model.keras")
+    return folder
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("fixed size", r"expected an input of shape \(batch, any height, any width, 3\). Received: \(None, 32, 32, 3\)"),
+    ("gray output", r"expected an RGB output .* Received: \(None, None, None, 1\)"),
+    ("smaller output", r"a 24×24 test image came back as shape \(1, 12, 12, 3\)"),
+    ("nan weights", "its output holds NaN or infinite values"),
+])
+def test_a_model_that_cannot_restore_images_is_refused_at_load(tmp_path, kind, message):
+    from srmodel.hub import load_enhancer
+
+    folder = _replace_network(make_model_folder(tmp_path / "m"), kind)
+    with pytest.raises(ModelLoadError, match="is not an image restoration model srmodel can run: " + message):
+        load_enhancer(str(folder))
+
+
 # offline ------------------------------------------------------------------------------------------
 
 
