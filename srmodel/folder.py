@@ -62,11 +62,25 @@ def atomic_save_model(model, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         model.save(tmp)
+        with open(tmp, "rb") as handle:  # On disk before the rename, or a lost machine could leave an empty file.
+            os.fsync(handle.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Deletes what killed atomic saves left behind (".NAME.*.keras" and ".NAME.*.tmp"); returns them.
+
+    Only for a folder no other process is writing to (a locked run folder).
+    """
+    folder = Path(folder)
+    stale = [p for p in (*folder.glob(".*.*.keras"), *folder.glob(".*.*.tmp")) if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def validate_config(config: Any, where: str = "config.json") -> dict:

@@ -538,6 +538,11 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     missing = [folder for folder in (out / CHECKPOINT_DIR, out, *out.parents) if not folder.exists()]
     lock = acquire_run_lock(out)
     try:
+        if resume:  # Ours alone now: what saves killed mid-write left behind can go.
+            from srmodel.folder import remove_stale_temporaries
+
+            for folder in (out, out / CHECKPOINT_DIR):
+                remove_stale_temporaries(folder)
         return _train(settings, resume)
     finally:
         lock.unlink(missing_ok=True)
@@ -694,7 +699,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         atomic_save_model(model, ckpt_dir / LAST_CHECKPOINT)
         atomic_write_json(ckpt_dir / STATE_FILE, state)
         print(
-            f"\nInterrupted after {state['epoch']} complete epoch(s). Continue with:\n"
+            f"\nInterrupted after {state['epoch']} complete epoch(s); the weights so far are saved too, and the run "
+            f"goes on with epoch {state['epoch'] + 1}. Continue with:\n"
             f"  python train.py --resume --out {out}",
             file=sys.stderr,
         )
@@ -703,31 +709,36 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    best_path = ckpt_dir / BEST_CHECKPOINT
-    export_best = settings.keep == "best" and best_path.exists()
-    if export_best:
-        model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
-    metrics = evaluate(model, val_ds, settings.val_percent)
-    extra = {
-        "epochs_completed": state["epoch"],
-        "best_epoch": state.get("best_epoch"),
-        "exported_epoch": state.get("best_epoch") if export_best else state["epoch"],
-        "train_images": len(train_paths),
-        "val_images": len(val_paths),
-        "skipped_files": len(skipped),
-        "train_seconds": round(state.get("train_seconds", 0.0), 1),
-        "device": describe_device(),
-        "tensorflow_version": tf.__version__,
-    }
-    folder = export_folder(model, settings, metrics, val_ds, extra)
-    print(
-        f"Validation at {settings.val_percent:g} % pixelation ({metrics['images']} crop"
-        f"{'' if metrics['images'] == 1 else 's'}): "
-        f"model {metrics['model']['psnr']:.2f} dB / SSIM {metrics['model']['ssim']:.4f}, "
-        f"pixelated {metrics['pixelated']['psnr']:.2f} dB, bicubic {metrics['bicubic']['psnr']:.2f} dB"
-    )
-    print(f"Model folder written to {folder}")
-    return folder
+    try:
+        best_path = ckpt_dir / BEST_CHECKPOINT
+        export_best = settings.keep == "best" and best_path.exists()
+        if export_best:
+            model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+        metrics = evaluate(model, val_ds, settings.val_percent)
+        extra = {
+            "epochs_completed": state["epoch"],
+            "best_epoch": state.get("best_epoch"),
+            "exported_epoch": state.get("best_epoch") if export_best else state["epoch"],
+            "train_images": len(train_paths),
+            "val_images": len(val_paths),
+            "skipped_files": len(skipped),
+            "train_seconds": round(state.get("train_seconds", 0.0), 1),
+            "device": describe_device(),
+            "tensorflow_version": tf.__version__,
+        }
+        folder = export_folder(model, settings, metrics, val_ds, extra)
+        print(
+            f"Validation at {settings.val_percent:g} % pixelation ({metrics['images']} crop"
+            f"{'' if metrics['images'] == 1 else 's'}): "
+            f"model {metrics['model']['psnr']:.2f} dB / SSIM {metrics['model']['ssim']:.4f}, "
+            f"pixelated {metrics['pixelated']['psnr']:.2f} dB, bicubic {metrics['bicubic']['psnr']:.2f} dB"
+        )
+        print(f"Model folder written to {folder}")
+        return folder
+    except KeyboardInterrupt:  # Every file is written atomically: the folder keeps its previous state.
+        print(f"\nInterrupted while exporting the model folder; the training itself is saved. Pick it up with:\n"
+              f"  python train.py --resume --out {out}", file=sys.stderr)
+        raise
 
 
 __all__ = ["TrainSettings", "train", "read_state", "DataError"]
