@@ -67,7 +67,8 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    for client in ("httpx", "httpx2"):  # one line per request otherwise (huggingface_hub 2 uses httpx2)
+        logging.getLogger(client).setLevel(logging.WARNING)
     args = parse_args(argv)
     problem = port_problem(args.host, args.port)
     if problem:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our messages
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub = p.add_argument_group("publish to the Hugging Face Hub")
     hub.add_argument("--push", action="store_true", help="upload the model folder after training")
     hub.add_argument("--repo-id", help="USER/NAME of the model repo")
-    hub.add_argument("--private", action="store_true", help="create the repo as private")
+    hub.add_argument("--private", action="store_true", help="create the repo as private (if it is new)")
     hub.add_argument("--revision", help="branch to push to (created if missing)")
     return p
 
@@ -215,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 url = push_folder(folder, args.repo_id, private=args.private, revision=args.revision)
             except SRModelError as exc:
-                retry = " ".join(["python -m srmodel push", str(folder), "--repo-id", args.repo_id,
-                                  *(["--private"] if args.private else []),
-                                  *(["--revision", args.revision] if args.revision else [])])
+                retry = shlex.join(["python", "-m", "srmodel", "push", str(folder), "--repo-id", args.repo_id,
+                                    *(["--private"] if args.private else []),
+                                    *(["--revision", args.revision] if args.revision else [])])
                 raise SRModelError(f"{exc}\nThe trained model is kept in {folder}; publish it later with:\n  {retry}") from None
             print(f"Published: {url}")
     except KeyboardInterrupt:

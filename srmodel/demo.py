@@ -83,7 +83,9 @@ def model_origin(info: dict) -> str:
     if repo_id:
         revision = info.get("revision")
         name = f"{repo_id}@{revision}" if revision else repo_id
-        return f"Hugging Face Hub [`{name}`](https://huggingface.co/{repo_id})"
+        from huggingface_hub import constants
+
+        return f"Hugging Face Hub [`{name}`]({constants.ENDPOINT.rstrip('/')}/{repo_id})"  # HF_ENDPOINT, if set
     source = str(info.get("source") or "")
     path = info.get("path")
     if source == "bundled" or (path and Path(path).resolve() == _bundled_dir()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,9 @@ def push_folder(
     message = commit_message or default_commit_message(config, metrics)
     try:
         repo_url = str(api.create_repo(repo_id, private=private or None, exist_ok=True, repo_type="model"))
+        if private and not api.repo_info(repo_id, repo_type="model").private:
+            print(f"note: {repo_id} already existed and is public: --private only applies to a repo it creates. "
+                  "Change its visibility in the repo's settings on the Hub.", file=sys.stderr)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         api.create_commit(

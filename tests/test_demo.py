@@ -68,9 +68,13 @@ def test_page_shows_the_notice_and_the_model(fake_hub):
     assert "30.50" in config  # the model's validation PSNR in the model panel
 
 
-def test_model_origin_names_hub_repo_and_revision():
+def test_model_origin_names_hub_repo_and_revision(monkeypatch):
+    from huggingface_hub import constants
+
     info = {"source": "hub", "repo_id": "alice/pixel-fixer", "revision": "0123abc"}
     assert "`alice/pixel-fixer@0123abc`" in demo.model_origin(info)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://hub.example:8080/")  # HF_ENDPOINT: link to that Hub
+    assert "(http://hub.example:8080/alice/pixel-fixer)" in demo.model_origin(info)
     assert "local folder `/models/x`" in demo.model_origin({"source": "local", "path": "/models/x"})
 
 

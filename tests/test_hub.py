@@ -137,11 +137,16 @@ def test_bad_token_is_a_clear_error(hub_server, model_folder, monkeypatch):
     assert "hf_not_a_real_token_000" not in str(err.value)
 
 
-def test_private_repo_needs_a_token_that_can_read_it(hub_server, fake_hub, model_folder, monkeypatch, tmp_path):
+def test_private_repo_needs_a_token_that_can_read_it(hub_server, fake_hub, model_folder, monkeypatch, tmp_path,
+                                                      capsys):
     from srmodel.hub import load_enhancer, push_folder
 
     push_folder(model_folder, "alice/secret", private=True)
     assert fake_hub.repos["alice/secret"].private
+    push_folder(model_folder, "alice/open")
+    push_folder(model_folder, "alice/open", private=True)  # existing and public: said, not silently ignored
+    assert not fake_hub.repos["alice/open"].private
+    assert "note: alice/open already existed and is public" in capsys.readouterr().err
     assert load_enhancer("alice/secret").info["source"] == "hub"  # alice can read her private repo
 
     for token in (None, OTHER_TOKEN):  # on other machines (a fresh cache: a cached copy would still load)
@@ -422,7 +427,7 @@ def test_train_push_that_fails_after_training_keeps_the_folder_and_says_how_to_r
     import train
     from srmodel import hub, training
 
-    folder = tmp_path / "out"
+    folder = tmp_path / "my run"  # a space: the retry command must still paste into a shell
 
     def refuse(*args, **kwargs):
         raise hub.PushError("Uploading to alice/x failed (HTTP 500): boom")
@@ -433,7 +438,7 @@ def test_train_push_that_fails_after_training_keeps_the_folder_and_says_how_to_r
     assert train.main(["--data", "x", "--out", str(folder), "--push", "--repo-id", "alice/x", "--private"]) == 2
     err = capsys.readouterr().err
     assert "HTTP 500): boom" in err and f"The trained model is kept in {folder}" in err
-    assert f"python -m srmodel push {folder} --repo-id alice/x --private" in err
+    assert f"python -m srmodel push '{folder}' --repo-id alice/x --private" in err
 
 
 def test_unreachable_hub_fails_fast_with_clear_errors(hub_server, fake_hub, model_folder):
