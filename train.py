@@ -39,15 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--val-percent", type=float, default=40.0, help="fixed pixelation for validation (default 40)")
 
     model = p.add_argument_group("model and optimisation")
-    model.add_argument("--arch", default="default", help="architecture: default or tutorial-autoencoder")
+    model.add_argument("--arch", default="default", help="architecture: default (the default) or tutorial-autoencoder")
     model.add_argument("--arch-kwargs", default="{}", metavar="JSON", help='e.g. \'{"filters": 48, "blocks": 6}\'')
     model.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
-    model.add_argument("--steps-per-epoch", type=int, default=200)
-    model.add_argument("--batch-size", type=int, default=16)
-    model.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (cosine decay)")
+    model.add_argument("--steps-per-epoch", type=int, default=200, help="training steps per epoch (default 200)")
+    model.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
+    model.add_argument("--learning-rate", type=float, default=1e-3,
+                       help="peak learning rate, cosine decay (default 1e-3, for a new model; fine-tunes with "
+                            "--init-from want far less, e.g. 5e-5)")
     model.add_argument("--loss", choices=["mse", "l1", "charbonnier", "psnr"], default="mse",
-                       help="psnr: minus each patch's PSNR, so every patch's gain counts in dB (see srmodel/losses.py)")
-    model.add_argument("--patience", type=int, default=10, help="early stopping patience on validation PSNR")
+                       help="default mse; psnr: minus each patch's PSNR, so every patch's gain counts in dB "
+                            "(see srmodel/losses.py)")
+    model.add_argument("--patience", type=int, default=10,
+                       help="early stopping patience on validation PSNR, in epochs (default 10)")
     model.add_argument("--keep", choices=["best", "last"], default="best",
                        help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "
                             "weights favour sources the validation crops under-represent")

@@ -15,7 +15,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT / ".." / "shared" / "data"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-PEERS_REQUIREMENTS = "pip install -r bench/requirements-peers.txt"
+# Where to get them: a second environment, since the contrib wheel replaces the main one's OpenCV.
+PEERS_REQUIREMENTS = "they need opencv-contrib-python-headless in a separate environment: see bench/README.md, Peers"
 DEFAULT_MODELS = (
     ("tutorial-autoencoder", REPO_ROOT / "srmodel" / "bundled" / "tutorial-autoencoder"),
     ("default", REPO_ROOT / "srmodel" / "bundled" / "default"),
