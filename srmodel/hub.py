@@ -208,7 +208,8 @@ def push_folder(
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         api.create_commit(
             repo_id,
-            operations=[CommitOperationAdd(path_in_repo=n, path_or_fileobj=_upload_source(folder / n, repo_id))
+            operations=[CommitOperationAdd(path_in_repo=n, path_or_fileobj=_upload_source(folder / n, repo_id, config,
+                                                                                         metrics))
                         for n in names],
             commit_message=message,
             revision=revision,
@@ -238,13 +239,18 @@ def push_folder(
     return f"{repo_url.rstrip('/')}/tree/{revision}" if revision else repo_url
 
 
-def _upload_source(path: Path, repo_id: str) -> str | bytes:
-    """What to upload for a folder file: the card with its "USER/NAME" placeholder filled in, anything else as is.
+def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict) -> str | bytes:
+    """What to upload for a folder file: the card made for the repo, anything else as is.
 
-    The card was written before the repo was known; only the placeholder changes, so a hand-edited card keeps its edits.
+    The card was written before the repo was known. One as srmodel wrote it is written again for the repo (its
+    title and usage snippet name it); in a hand-edited one only the "USER/NAME" placeholder changes.
     """
     if path.name == "README.md":
+        from srmodel.modelcard import render_model_card
+
         text = path.read_text(encoding="utf-8")
+        if text == render_model_card(config, metrics):
+            return render_model_card(config, metrics, repo_id).encode("utf-8")
         if PLACEHOLDER_REPO in text:
             return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")
     return str(path)

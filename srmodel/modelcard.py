@@ -62,7 +62,9 @@ def _metadata(config: dict, metrics: dict, model_name: str) -> str:
     data = ModelCardData(
         library_name="keras",
         pipeline_tag="image-to-image",
-        license="mit",
+        # The weights carry their training images' terms, not the code's MIT licence (see the card's Licence).
+        license="other",
+        license_name="training-data-terms",
         tags=TAGS,
         datasets=_datasets(config),
         model_name=model_name,
@@ -155,4 +157,20 @@ Or from the command line: `python -m srmodel enhance pixelated.png --out restore
   identify people or as evidence of what an image originally showed.
 - Metrics come from synthetic pixelation (area downscaling and upscaling); real-world blur, noise or JPEG
   artifacts differ.
+
+## Licence
+
+The srmodel code that trained this model is MIT-licensed. The weights were learned from the training images
+({trained_on}), so those images' terms apply to them: check them before any use beyond research.{_data_terms(config)}
 """
+
+
+def _data_terms(config: dict) -> str:
+    """What we know of the terms of the sets the bundled models train on, for the card's Licence section."""
+    names = {name.lower() for name in _training_sets(config)}
+    known = []
+    if "lfw" in names:
+        known.append("LFW is for research use")
+    if any(name.startswith("bsd") for name in names):
+        known.append("the BSDS300 photos behind BSD200 are for non-commercial research")
+    return f" ({'; '.join(known)}.)" if known else ""

@@ -316,8 +316,14 @@ def test_cli_push_uploads_and_prints_url(hub_server, fake_hub, model_folder, tmp
     assert repo.private and repo.messages[repo.branches["main"]] == "first upload"
     assert set(FOLDER_FILES) <= set(fake_hub.files("alice/cli"))
     # The card names the repo it now lives in; the local folder keeps its own copy as it was.
-    assert b'load_enhancer("alice/cli")' in fake_hub.files("alice/cli")["README.md"]
+    uploaded = fake_hub.files("alice/cli")["README.md"].decode()
+    assert 'load_enhancer("alice/cli")' in uploaded and "\n# cli\n" in uploaded and "- name: cli\n" in uploaded
     assert 'load_enhancer("USER/NAME")' in (model_folder / "README.md").read_text()
+    # A card edited by hand keeps its edits; only the placeholder is filled in.
+    edited = (model_folder / "README.md").read_text() + "\nMy own notes.\n"
+    (model_folder / "README.md").write_text(edited)
+    assert _run(["-m", "srmodel", "push", str(model_folder), "--repo-id", "alice/cli"], env).returncode == 0
+    assert fake_hub.files("alice/cli")["README.md"].decode() == edited.replace("USER/NAME", "alice/cli")
     _no_token_in(result.stdout, result.stderr)
     _no_token_in_files(tmp_path / "cli_home")
 
@@ -358,7 +364,10 @@ def test_model_card_parses_and_holds_the_metrics(model_folder):
     text = render_model_card(config, metrics, repo_id="alice/faces")
     card = ModelCard(text)
     data = card.data
-    assert data.library_name == "keras" and data.pipeline_tag == "image-to-image" and data.license == "mit"
+    assert data.library_name == "keras" and data.pipeline_tag == "image-to-image"
+    # The weights carry their training data's terms, not the code's MIT licence.
+    assert data.license == "other" and data.license_name == "training-data-terms"
+    assert "## Licence" in text and "LFW is for research use" in text
     assert {"super-resolution", "image-restoration", "depixelation", "keras"} <= set(data.tags)
     assert data.datasets == ["lfw", "photos", "someone/portraits"]
     results = {r.metric_type: r.metric_value for r in data.eval_results}
