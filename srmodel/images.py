@@ -296,7 +296,8 @@ def encode_image(array: np.ndarray, fmt: str, *, icc_profile: bytes | None = Non
     array = _to_8bit(array)
     if array.ndim == 3 and array.shape[2] in (2, 4) and fmt not in ALPHA_FORMATS:
         array = _drop_alpha_onto_white(array)
-    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"optimize": False}}.get(fmt, {})
+    # JPEG without chroma subsampling (4:4:4): halving colour resolution would undo part of the restoration.
+    options = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}, "PNG": {"optimize": False}}.get(fmt, {})
     if fmt != "BMP" and _profile_fits(icc_profile, array):
         options = {**options, "icc_profile": icc_profile}
     buffer = io.BytesIO()

@@ -88,6 +88,23 @@ def _from_network(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out
 
 
+def _kept_neutral(out: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A gray picture stored as RGB comes back gray: the network tints neutral pixels a little (a few levels).
+
+    Averaging the channels projects each pixel onto the gray axis, where the truth of such a picture lies, so
+    it can only move the result closer to it. Colour images (any channel differing anywhere) are left as they are.
+    """
+    if image.ndim != 3 or image.shape[2] < 3:
+        return out
+    if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])):
+        return out
+    gray = out[..., :3].astype(np.float32).mean(axis=2, keepdims=True)
+    if np.issubdtype(out.dtype, np.integer):
+        gray = np.rint(gray)
+    out[..., :3] = gray.astype(out.dtype)
+    return out
+
+
 # The self-ensemble's views: 0-3 quarter turns, each with and without a left-right mirror (the eight
 # symmetries of a square). The models trained on patches flipped and turned every way, so each view is
 # restored about equally well, but with different errors, which their mean partly cancels.
@@ -344,7 +361,7 @@ class Enhancer:
             out = _from_network(self._predict(_to_network(image), self_ensemble), image)
             if progress is not None:
                 progress(1, total)
-            return out
+            return _kept_neutral(out, image)
         out = np.empty_like(image)
         done = 0
         for y0, y1, ky0, ky1 in rows:
@@ -356,7 +373,7 @@ class Enhancer:
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        return out
+        return _kept_neutral(out, image)
 
     def __call__(
         self, image: np.ndarray, progress: ProgressFn | None = None, *, self_ensemble: bool = False

@@ -281,3 +281,11 @@ def test_a_profile_of_another_colour_space_is_left_out(tmp_path):
     write_image(tmp_path / "rgb.png", np.zeros((6, 7, 3), np.uint8), icc_profile=cmyk_like)
     assert read_icc_profile(tmp_path / "rgb.png") is None
     assert read_icc_profile(b"not an image") is None
+
+
+def test_jpeg_results_keep_full_colour_resolution(tmp_path):
+    from PIL import JpegImagePlugin
+
+    write_image(tmp_path / "a.jpg", np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    with Image.open(tmp_path / "a.jpg") as image:
+        assert JpegImagePlugin.get_sampling(image) == 0  # 4:4:4, no chroma subsampling

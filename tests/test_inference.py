@@ -151,6 +151,24 @@ def test_uint16_keeps_precision(tiled):
     assert np.abs(out / 65535 - as8 / 255).max() <= 2 / 255
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_gray_stored_as_rgb_comes_back_gray(tiled, dtype):
+    gray = _random((40, 50))
+    image = np.repeat(gray[..., None], 3, axis=2)
+    image = image.astype(np.float32) / 255 if dtype == np.float32 else image.astype(dtype) * (257 if dtype == np.uint16 else 1)
+    out = tiled.enhance(image)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])
+    np.testing.assert_array_equal(out[..., 1], out[..., 2])
+    rgba = np.concatenate([image, image[..., :1]], axis=2)  # with alpha too, which stays untouched
+    out_rgba = tiled.enhance(rgba)
+    np.testing.assert_array_equal(out_rgba[..., :3], out)
+    np.testing.assert_array_equal(out_rgba[..., 3], rgba[..., 3])
+    colour = image.copy()
+    colour[0, 0, 0] = colour[0, 0, 1] // 2  # one pixel of colour: a colour image, left as the network made it
+    assert not np.array_equal(tiled.enhance(colour)[..., 0], tiled.enhance(colour)[..., 1])
+
+
 def test_big_endian_input_matches_native(tiled):
     image = _random((40, 50, 3)).astype(np.uint16) * 257  # e.g. np.asarray of a big-endian 16-bit TIFF
     out = tiled.enhance(image.astype(">u2"))
