@@ -334,6 +334,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:
     """Resolves `source` and loads (model, config, metrics, info); see `load_enhancer`."""
+    if source == "bundled" and not Path(source).is_dir():  # the name train.py's --init-from and --teacher take
+        source = None
     if source is None:
         if not (BUNDLED_MODEL_DIR / MODEL_FILE).is_file():
             raise ModelLoadError(
@@ -371,7 +373,7 @@ def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:
 
 
 def load_enhancer(source: str | None = None, precision: str | None = None) -> Enhancer:
-    """Loads an `Enhancer` from the bundled model (None), a local folder, or a Hub repo 'user/name[@revision]'.
+    """Loads an `Enhancer` from the bundled model (None or "bundled"), a local folder, or a Hub repo 'user/name[@revision]'.
 
     Hub downloads fetch only model.keras, config.json and metrics.json into the normal HF cache, so later
     loads and `HF_HUB_OFFLINE=1` work without the network. Any failure raises `ModelLoadError`.

@@ -220,13 +220,10 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
     return ResumableCheckpoint()
 
 
-def _load_initial_weights(model, settings: TrainSettings) -> None:
+def _load_initial_weights(model, settings: TrainSettings, trained, config: dict) -> None:
     """Fine-tuning: start from a trained model's weights (same architecture, deeper or shallower)."""
     from srmodel.architectures import dropped_blocks, warm_start
-    from srmodel.hub import load_parts
 
-    source = None if settings.init_from == "bundled" else settings.init_from
-    trained, config, _, _ = load_parts(source)
     arch = config["architecture"]
     trained_kwargs = arch.get("kwargs") or {}
     if arch["name"] != settings.arch:
@@ -618,6 +615,13 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         raise SRModelError(f"{out} already holds a training run. Use --resume to continue it or choose another --out.")
 
     print(f"Training on {describe_device()}")
+    # The models a run starts from are loaded before the data scan (minutes for LFW), so a wrong name fails first.
+    initial = None
+    if settings.init_from and not resume:
+        from srmodel.hub import load_parts
+
+        initial = load_parts(None if settings.init_from == "bundled" else settings.init_from)[:2]
+    teacher = load_teacher(settings) if settings.teacher else None
     train_groups, weights, val_paths, skipped = prepare_data(settings)
     train_paths = [p for group in train_groups for p in group]
     if skipped:
@@ -646,7 +650,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.patch_seed,
     )
     if settings.teacher:
-        train_ds = with_teacher_targets(train_ds, load_teacher(settings), settings.teacher_weight)
+        train_ds = with_teacher_targets(train_ds, teacher, settings.teacher_weight)
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)
     fit_val_ds = val_ds if replicas == 1 else _pad_for_replicas(val_ds, len(val_paths), replicas, settings.batch_size)
@@ -664,7 +668,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         else:
             model = build_model(settings.arch, **settings.arch_kwargs)
             if settings.init_from:
-                _load_initial_weights(model, settings)
+                _load_initial_weights(model, settings, *initial)
             _compile(model, settings, settings.epochs * settings.steps_per_epoch)
             state = {"epoch": 0, "settings": asdict(settings)}
     print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters{_cost(model)}")

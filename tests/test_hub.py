@@ -193,6 +193,8 @@ def test_broken_repo_contents_are_clear_errors(hub_server, fake_hub, model_folde
 def test_local_sources_and_bad_names(tmp_path):
     from srmodel.hub import load_enhancer
 
+    assert load_enhancer("bundled").info["source"] == "bundled"  # as train.py --init-from / --teacher take it
+
     with pytest.raises(ModelLoadError, match="Model folder not found"):
         load_enhancer(str(tmp_path / "nowhere" / "model"))
     with pytest.raises(ModelLoadError, match="Received: 'not a repo id'"):
