@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,20 @@ def atomic_save_model(model, path: str | os.PathLike) -> None:
         raise
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Deletes what killed atomic saves left behind (".NAME.*.keras" and ".NAME.*.tmp"); returns them.
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Deletes what killed atomic saves of the files `names` left in `folder`; returns what it deleted.
 
-    Only for a folder no other process is writing to (a locked run folder).
+    Only the temporary names those saves make are touched (`atomic_save_model`: ".last.XXXXXXXX.keras" for
+    last.keras; `atomic_write_bytes`: ".state.json.XXXXXXXX.tmp"), so other hidden files stay. Only for a
+    folder no other process is writing to (a locked run folder).
     """
     folder = Path(folder)
-    stale = [p for p in (*folder.glob(".*.*.keras"), *folder.glob(".*.*.tmp")) if p.is_file()]
+    patterns = []
+    for name in names:
+        if name.endswith(".keras"):
+            patterns.append(re.compile(rf"\.{re.escape(Path(name).stem)}\.[a-z0-9_]{{8}}\.keras"))
+        patterns.append(re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp"))
+    stale = [p for p in folder.glob(".*") if p.is_file() and any(pattern.fullmatch(p.name) for pattern in patterns)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

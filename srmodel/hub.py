@@ -51,15 +51,34 @@ def _hub_timeout_s() -> float:
 
 
 def _bound_hub_waits() -> None:
-    """huggingface_hub's shared HTTP client waits forever by default (its calls pass timeout=None), so a Hub
-    that accepts a connection and never answers would hang the demo's start-up, `enhance --model` and `--push`
-    for good. A request hook on that client gives every wait left unbounded a limit instead."""
-    from huggingface_hub.utils import get_session
+    """huggingface_hub's HTTP clients wait forever by default (its calls pass timeout=None), so a Hub that
+    accepts a connection and never answers would hang the demo's start-up, `enhance --model` and `--push`
+    for good. Every client it makes from now on gets a request hook that gives each unbounded wait a limit.
 
-    session = get_session()
-    hooks = session.event_hooks
+    The hook goes on the client factory, not on one client: huggingface_hub makes a new client after a
+    connection error (`close_session`), and that one must be bounded too.
+    """
+    from huggingface_hub.utils import _http, get_session, set_client_factory
+
+    factory = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None)  # the default one, or one the user set
+    if factory is None:  # another huggingface_hub layout: bound the current client at least
+        _add_wait_limits(get_session())
+        return
+    if getattr(factory, "_srmodel_bounded", False):
+        return
+
+    def bounded_client_factory():
+        return _add_wait_limits(factory())
+
+    bounded_client_factory._srmodel_bounded = True
+    set_client_factory(bounded_client_factory)
+
+
+def _add_wait_limits(client: Any) -> Any:
+    hooks = client.event_hooks
     if _limit_unbounded_waits not in hooks["request"]:
-        session.event_hooks = {**hooks, "request": [*hooks["request"], _limit_unbounded_waits]}
+        client.event_hooks = {**hooks, "request": [*hooks["request"], _limit_unbounded_waits]}
+    return client
 
 
 def _limit_unbounded_waits(request: Any) -> None:
@@ -334,7 +353,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:
     """Resolves `source` and loads (model, config, metrics, info); see `load_enhancer`."""
-    if source == "bundled" and not Path(source).is_dir():  # the name train.py's --init-from and --teacher take
+    if source == "bundled":  # as train.py's --init-from and --teacher take it; a folder of that name: "./bundled"
         source = None
     if source is None:
         if not (BUNDLED_MODEL_DIR / MODEL_FILE).is_file():

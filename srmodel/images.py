@@ -170,6 +170,9 @@ def read_image(
     `max_pixels` pixels (checked from the header, before any pixel is decoded).
     """
     name = _describe(source)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        # Pillow refuses images over twice its own limit at open; ours, checked from the header below, decides.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     # Pillow warnings (EXIF oddities, DecompressionBombWarning, palette notes) must never become
     # errors under `-W error`; real problems surface as exceptions below.
     with warnings.catch_warnings():
@@ -218,14 +221,15 @@ def read_icc_profile(source: str | os.PathLike | bytes) -> bytes | None:
     return bytes(profile) if profile else None
 
 
-def _profile_fits(profile: bytes | None, array: np.ndarray) -> bool:
-    """True when the ICC profile's colour space (header bytes 16-19) is the array's: RGB or gray.
+def _profile_fits(profile: bytes | None, array: np.ndarray, fmt: str) -> bool:
+    """True when the ICC profile's colour space (header bytes 16-19) is that of the file to write: RGB or gray.
 
-    A CMYK JPEG's profile must not travel to the RGB array it was converted to.
+    A CMYK JPEG's profile must not travel to the RGB array it was converted to, nor a gray one into a WebP
+    (which has no gray: Pillow writes gray as RGB(A) there).
     """
     if not profile or len(profile) < 20:
         return False
-    gray = array.ndim == 2 or array.shape[2] <= 2
+    gray = (array.ndim == 2 or array.shape[2] <= 2) and fmt != "WEBP"
     return profile[16:20] == (b"GRAY" if gray else b"RGB ")
 
 
@@ -273,6 +277,8 @@ def encode_image(array: np.ndarray, fmt: str, *, icc_profile: bytes | None = Non
     and its colour space matches the array's; otherwise it is left out.
     """
     array = np.asarray(array)
+    if not array.dtype.isnative:  # '>u2' would not compare equal to uint16 below and be taken for float
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (2, 3, 4))):
@@ -290,7 +296,7 @@ def encode_image(array: np.ndarray, fmt: str, *, icc_profile: bytes | None = Non
         ok, buffer = cv2.imencode(".png" if fmt == "PNG" else ".tiff", bgr)
         if not ok:
             raise ValueError(f"OpenCV could not encode a 16-bit {fmt}. Received: shape={array.shape}")
-        if fmt == "PNG" and _profile_fits(icc_profile, array):
+        if fmt == "PNG" and _profile_fits(icc_profile, array, fmt):
             return _png_with_icc(buffer.tobytes(), icc_profile)
         return buffer.tobytes()
     array = _to_8bit(array)
@@ -298,7 +304,7 @@ def encode_image(array: np.ndarray, fmt: str, *, icc_profile: bytes | None = Non
         array = _drop_alpha_onto_white(array)
     # JPEG without chroma subsampling (4:4:4): halving colour resolution would undo part of the restoration.
     options = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}, "PNG": {"optimize": False}}.get(fmt, {})
-    if fmt != "BMP" and _profile_fits(icc_profile, array):
+    if fmt != "BMP" and _profile_fits(icc_profile, array, fmt):
         options = {**options, "icc_profile": icc_profile}
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format=fmt, **options)

@@ -92,7 +92,8 @@ def _kept_neutral(out: np.ndarray, image: np.ndarray) -> np.ndarray:
     """A gray picture stored as RGB comes back gray: the network tints neutral pixels a little (a few levels).
 
     Averaging the channels projects each pixel onto the gray axis, where the truth of such a picture lies, so
-    it can only move the result closer to it. Colour images (any channel differing anywhere) are left as they are.
+    it moves the result closer to it (up to the rounding to whole levels). Colour images (any channel differing
+    anywhere) are left as they are.
     """
     if image.ndim != 3 or image.shape[2] < 3:
         return out

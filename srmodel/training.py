@@ -536,10 +536,10 @@ def train(settings: TrainSettings, resume: bool = False) -> Path:
     lock = acquire_run_lock(out)
     try:
         if resume:  # Ours alone now: what saves killed mid-write left behind can go.
-            from srmodel.folder import remove_stale_temporaries
+            from srmodel.folder import FOLDER_FILES, remove_stale_temporaries
 
-            for folder in (out, out / CHECKPOINT_DIR):
-                remove_stale_temporaries(folder)
+            remove_stale_temporaries(out, FOLDER_FILES)
+            remove_stale_temporaries(out / CHECKPOINT_DIR, (LAST_CHECKPOINT, BEST_CHECKPOINT, STATE_FILE))
         return _train(settings, resume)
     finally:
         lock.unlink(missing_ok=True)

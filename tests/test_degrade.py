@@ -91,14 +91,17 @@ def test_bicubic_from_small_baseline():
 
 
 @pytest.mark.parametrize("channels", [2, 4])
-def test_alpha_edges_get_no_dark_fringe(channels):
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_alpha_edges_get_no_dark_fringe(channels, dtype):
     # Opaque white beside fully transparent black: the blocks across the edge are partly transparent, but white.
-    image = np.zeros((10, 10, channels), np.uint8)
-    image[:, :6] = 255
+    white = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    image = np.zeros((10, 10, channels), dtype)
+    image[:, :6] = white
     out = pixelate(image, 40)
-    partly = (out[..., -1] > 0) & (out[..., -1] < 255)
+    assert out.dtype == dtype
+    partly = (out[..., -1] > 0) & (out[..., -1] < white)
     assert partly.any()
-    assert (out[..., :-1][partly] == 255).all()
+    np.testing.assert_allclose(out[..., :-1][partly], white, rtol=1e-6)
     np.testing.assert_array_equal(out[..., -1], pixelate(image[..., -1], 40))  # alpha itself: plain pixelation
 
 

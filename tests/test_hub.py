@@ -490,7 +490,9 @@ def silent_hub():
 def test_a_hub_that_never_answers_is_given_up_on(hub_server, fake_hub, model_folder, silent_hub, tmp_path,
                                                  monkeypatch):
     from huggingface_hub import constants
+    from huggingface_hub.utils import close_session, get_session
 
+    from srmodel import hub
     from srmodel.hub import PushError, check_write_access, load_enhancer, push_folder
 
     push_folder(model_folder, "alice/faces")
@@ -498,6 +500,8 @@ def test_a_hub_that_never_answers_is_given_up_on(hub_server, fake_hub, model_fol
     assert load_enhancer("alice/faces").info["revision"] == sha  # now in the cache
     point_hf_at(monkeypatch, silent_hub, Path(constants.HF_HOME), WRITE_TOKEN)
     monkeypatch.setenv("SRMODEL_HUB_TIMEOUT", "2")
+    close_session()  # as huggingface_hub does after a connection error, even within one call
+    assert hub._limit_unbounded_waits in get_session().event_hooks["request"]  # ... and its next client is bounded
     start = time.monotonic()
     assert load_enhancer("alice/faces").info["revision"] == sha  # the cached copy, after the wait
     with pytest.raises(ModelLoadError, match="Could not reach the Hugging Face Hub"):

@@ -289,3 +289,35 @@ def test_jpeg_results_keep_full_colour_resolution(tmp_path):
     write_image(tmp_path / "a.jpg", np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8))
     with Image.open(tmp_path / "a.jpg") as image:
         assert JpegImagePlugin.get_sampling(image) == 0  # 4:4:4, no chroma subsampling
+
+
+def test_big_endian_arrays_are_written_as_their_values(tmp_path):
+    image = np.full((4, 5, 3), 20000, np.uint16)
+    write_image(tmp_path / "a.png", image.astype(">u2"))
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), image)
+
+
+def test_a_gray_profile_stays_out_of_a_webp_which_has_no_gray(tmp_path):
+    from srmodel.images import read_icc_profile
+
+    gray_profile = _srgb_profile()[:16] + b"GRAY" + _srgb_profile()[20:]
+    write_image(tmp_path / "a.webp", np.zeros((6, 7, 2), np.uint8), icc_profile=gray_profile)
+    assert read_icc_profile(tmp_path / "a.webp") is None
+    write_image(tmp_path / "a.png", np.zeros((6, 7, 2), np.uint8), icc_profile=gray_profile)
+    assert read_icc_profile(tmp_path / "a.png") == gray_profile
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG with a header and no pixel data: enough for every size check made before decoding."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_a_raised_pixel_limit_is_not_undercut_by_pillows_own():
+    header = _png_header(14000, 14000)  # 196 MP: over twice Pillow's default bomb limit
+    with pytest.raises(ImageError, match="more than the limit of 40,000,000"):
+        read_image(header)
+    with pytest.raises(ImageError, match="corrupt or truncated"):  # past every size check, to the missing pixels
+        read_image(header, max_pixels=300_000_000)

@@ -153,7 +153,7 @@ def test_uint16_keeps_precision(tiled):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_gray_stored_as_rgb_comes_back_gray(tiled, dtype):
-    gray = _random((40, 50))
+    gray = _random((70, 150))  # several 64-pixel tiles
     image = np.repeat(gray[..., None], 3, axis=2)
     image = image.astype(np.float32) / 255 if dtype == np.float32 else image.astype(dtype) * (257 if dtype == np.uint16 else 1)
     out = tiled.enhance(image)

@@ -207,10 +207,11 @@ def test_interrupted_run_resumes_from_the_right_epoch(photos, tmp_path, sig):
         del state["settings"]["arch_kwargs"]["blocks"]
         state_path.write_text(json.dumps(state))
         # What a save killed mid-write leaves behind (atomic_save_model's temporary file) is cleared on resume.
-        (out / "checkpoints" / ".last.k1ll3d.keras").write_bytes(b"PK half a zip")
+        (out / "checkpoints" / ".last.k1ll3d_x.keras").write_bytes(b"PK half a zip")
+        (out / ".my.notes.keras").write_text("not ours")  # a hidden file of the user's stays
     result = run_train("--resume", "--out", str(out), "--epochs", str(done + 2))
     assert result.returncode == 0, result.stderr
-    assert not list(out.rglob(".*.keras"))
+    assert [p.name for p in out.rglob(".*.keras")] == ([".my.notes.keras"] if sig == signal.SIGKILL else [])
     assert f"Resuming from epoch {done}" in result.stdout
     assert f"Epoch {done + 1}/{done + 2}" in result.stdout and "Epoch 1/" not in result.stdout
     with open(out / "training_log.csv") as handle:
