@@ -87,7 +87,8 @@ def _pixelate_with_alpha(image: np.ndarray, percent: float) -> np.ndarray:
         return image.copy()  # 100 % (or a size that cannot shrink): nothing to average.
     integer = np.issubdtype(image.dtype, np.integer)
     scale = float(np.iinfo(image.dtype).max) if integer else 1.0
-    x = image.astype(np.float32) / np.float32(scale)
+    work = np.float64 if image.dtype == np.float64 else np.float32
+    x = image.astype(work) / work(scale)
     alpha = x[..., -1:]
     premultiplied = np.concatenate([x[..., :-1] * alpha, alpha], axis=2)
     blocks = _resize(downscale(premultiplied, percent), image.shape[0], image.shape[1], cv2.INTER_AREA)
@@ -95,7 +96,7 @@ def _pixelate_with_alpha(image: np.ndarray, percent: float) -> np.ndarray:
     plain = _resize(downscale(x, percent), image.shape[0], image.shape[1], cv2.INTER_AREA)
     # Where nothing is visible the colour is undefined; the plain average keeps it close to the input's.
     color = np.where(coverage > 1e-6, blocks[..., :-1] / np.maximum(coverage, 1e-6), plain[..., :-1])
-    out = np.concatenate([np.clip(color, 0.0, 1.0), coverage], axis=2) * np.float32(scale)
+    out = np.concatenate([np.clip(color, 0.0, 1.0), coverage], axis=2) * work(scale)
     if integer:
         return np.clip(np.rint(out), 0, scale).astype(image.dtype)
     return out.astype(image.dtype)
