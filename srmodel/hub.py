@@ -7,6 +7,7 @@ Every Hub call goes through `huggingface_hub`, so its token lookup (`HF_TOKEN`, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -258,20 +259,42 @@ def push_folder(
     return f"{repo_url.rstrip('/')}/tree/{revision}" if revision else repo_url
 
 
+PATH_SETTINGS = ("data", "exclude", "init_from", "teacher")  # config["training"] entries that name local files
+
+
+def public_config(config: dict) -> dict:
+    """The config as the Hub should see it: absolute local paths (which name the user's home folder) cut to
+    their last part. The local config.json keeps them, since `bench/validation.py` rebuilds the split from it."""
+    def public(value: Any) -> Any:
+        if isinstance(value, list):
+            return [public(item) for item in value]
+        if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+            return Path(value).name or value
+        return value
+
+    training = config.get("training")
+    if not isinstance(training, dict):
+        return config
+    return {**config, "training": {**training, **{k: public(training[k]) for k in PATH_SETTINGS if k in training}}}
+
+
 def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict) -> str | bytes:
-    """What to upload for a folder file: the card made for the repo, anything else as is.
+    """What to upload for a folder file: the card and config made for the repo, anything else as is.
 
     The card was written before the repo was known. One as srmodel wrote it is written again for the repo (its
-    title and usage snippet name it); in a hand-edited one only the "USER/NAME" placeholder changes.
+    title and usage snippet name it); in a hand-edited one only the "USER/NAME" placeholder changes. Neither
+    the config nor a regenerated card shows absolute local paths (`public_config`).
     """
     if path.name == "README.md":
         from srmodel.modelcard import render_model_card
 
         text = path.read_text(encoding="utf-8")
         if text == render_model_card(config, metrics):
-            return render_model_card(config, metrics, repo_id).encode("utf-8")
+            return render_model_card(public_config(config), metrics, repo_id).encode("utf-8")
         if PLACEHOLDER_REPO in text:
             return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")
+    if path.name == CONFIG_FILE and public_config(config) != config:
+        return (json.dumps(public_config(config), indent=2) + "\n").encode("utf-8")
     return str(path)
 
 

@@ -330,6 +330,25 @@ def test_cli_push_uploads_and_prints_url(hub_server, fake_hub, model_folder, tmp
     _no_token_in_files(tmp_path / "cli_home")
 
 
+def test_push_shows_no_absolute_local_paths(hub_server, fake_hub, tmp_path):
+    from srmodel.hub import push_folder
+    from srmodel.modelcard import render_model_card
+
+    folder = make_model_folder(tmp_path / "m", card=False)
+    config = json.loads((folder / "config.json").read_text())
+    config["training"].update(data=["/home/alice/photos", "lfw", "../shared/data/train"],
+                              exclude="/home/alice/holdout.txt", init_from="~/runs/stage1")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "README.md").write_text(render_model_card(config, json.loads((folder / "metrics.json").read_text())))
+    push_folder(folder, "alice/private-paths")
+    files = fake_hub.files("alice/private-paths")
+    uploaded = json.loads(files["config.json"])["training"]
+    assert uploaded["data"] == ["photos", "lfw", "../shared/data/train"]  # relative paths say nothing private
+    assert (uploaded["exclude"], uploaded["init_from"]) == ("holdout.txt", "stage1")
+    assert b"/home/alice" not in files["README.md"] and b"~/runs" not in files["README.md"]
+    assert json.loads((folder / "config.json").read_text())["training"]["data"][0] == "/home/alice/photos"  # kept here
+
+
 def test_cli_push_refuses_broken_folders_before_the_network(hub_server, fake_hub, tmp_path, capsys, monkeypatch):
     from srmodel.cli import main
 
