@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -195,8 +196,8 @@ def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]
         raise SRModelError(
             f"--balance takes one weight per --data source ({len(data)}), or none for equal weights. Received: {received}"
         )
-    if any(not w >= 0 for w in weights) or not sum(weights) > 0:
-        raise SRModelError(f"--balance weights must be non-negative and not all zero. Received: {received}")
+    if any(not 0 <= w < math.inf for w in weights) or not 0 < sum(weights) < math.inf:
+        raise SRModelError(f"--balance weights must be finite, non-negative and not all zero. Received: {received}")
     return weights
 
 

@@ -10,17 +10,17 @@ deterministic centre crops so every run is scored on the same pixels.
 from __future__ import annotations
 
 import os
-import warnings
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from srmodel.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+TRAIN_MAX_PIXELS = 250_000_000  # far above any photo; only a decompression bomb is refused
 
 # LFW as distributed by its authors (lfw.tgz, 13,233 photos of 250×250), mirrored on figshare by
 # scikit-learn because the UMass site is often down. Overridable for mirrors and tests.
@@ -36,6 +36,8 @@ class ImageScan:
 
     paths: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    excluded: int = 0  # files left out by --exclude
+    unmatched: list[str] = field(default_factory=list)  # --exclude entries that named no file
     duplicates: int = 0  # files found under more than one root (nested or repeated --data): used once
     source: dict[Path, int] = field(default_factory=dict)  # each usable file's root (the first it was found in)
 
@@ -76,37 +78,51 @@ def find_image_files(root: str | os.PathLike) -> list[Path]:
 
 
 def load_exclusions(list_file: str | os.PathLike | None) -> list[str]:
-    """Relative paths to leave out (one per line, `#` comments), e.g. a benchmark holdout."""
+    """Paths to leave out, one per line, e.g. a benchmark holdout: relative to a --data folder (any tail of a
+    file's path matches, so `Name/Name_0001.jpg` or `Name_0001.jpg`) or absolute. `#` starts a comment; a
+    leading `./`, Windows backslashes and a byte-order mark are all understood."""
     if not list_file:
         return []
     try:
-        lines = Path(list_file).read_text(encoding="utf-8").splitlines()
+        lines = Path(list_file).read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise DataError(f"--exclude: cannot read {list_file}: {exc}") from None
-    return [line.strip().replace("\\", "/") for line in lines if line.strip() and not line.startswith("#")]
+    entries = []
+    for line in lines:
+        entry = re.sub(r"(^|\s)#.*$", "", line).strip().replace("\\", "/")
+        while entry.startswith("./"):
+            entry = entry[2:]
+        if entry:
+            entries.append(entry.rstrip("/"))
+    return entries
 
 
-def _is_excluded(path: Path, exclusions: set[str]) -> bool:
+def _exclusion_of(path: Path, exclusions: set[str]) -> str | None:
+    """The entry of `exclusions` that names `path` (a tail of its parts, or its absolute path), if any."""
     parts = path.as_posix().split("/")
-    return any("/".join(parts[-n:]) in exclusions for n in range(1, min(len(parts), 4) + 1))
+    for n in range(1, len(parts) + 1):
+        tail = "/".join(parts[-n:])
+        if tail in exclusions:
+            return tail
+    absolute = path.resolve().as_posix()
+    return absolute if absolute in exclusions else None
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decodes any image file to uint8 RGB H×W×3 (alpha dropped, 16-bit scaled, palette expanded)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image, dtype=np.float64)
-                scale = 65535.0 if array.max() > 255 else 255.0
-                array = np.clip(np.rint(array / scale * 255.0), 0, 255).astype(np.uint8)
-                return np.repeat(array[..., None], 3, axis=2)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    """Decodes an image file as the CLI and the demo read it (`read_image`: upright by EXIF, 16 bits kept),
+    as uint8 RGB H×W×3 (`to_rgb8`: transparent pixels composited onto white), so a model trains on what it
+    will be shown."""
+    from srmodel.images import read_image, to_rgb8
+
+    return to_rgb8(read_image(path, max_pixels=TRAIN_MAX_PIXELS))
 
 
 def _probe(path: Path) -> str | None:
     """None when the file decodes to a non-empty image, else the reason it cannot be used."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8, which the training pipeline cannot open; rename the file"
     try:
         array = read_rgb(path)
     except Exception as exc:  # Pillow raises many types for bad files.
@@ -119,13 +135,18 @@ def _probe(path: Path) -> str | None:
 def scan_images(roots: list[str | os.PathLike], exclusions: list[str] | None = None) -> ImageScan:
     """Finds and test-decodes every image under `roots`; raises DataError when none is usable."""
     excluded = set(exclusions or [])
+    matched: set[str] = set()
+    left_out = 0
     candidates: list[Path] = []
     source: dict[Path, int] = {}
     seen: set[Path] = set()
     duplicates = 0
     for index, root in enumerate(roots):
         for path in find_image_files(root):
-            if _is_excluded(path, excluded):
+            entry = _exclusion_of(path, excluded) if excluded else None
+            if entry is not None:
+                matched.add(entry)
+                left_out += 1
                 continue
             key = path.resolve()
             if key in seen:  # A file in two sources would be in both the split's halves.
@@ -134,6 +155,8 @@ def scan_images(roots: list[str | os.PathLike], exclusions: list[str] | None = N
             seen.add(key)
             candidates.append(path)
             source[path] = index
+    if not candidates and matched:
+        raise DataError(f"--data: every image found in {', '.join(str(r) for r in roots)} is left out by --exclude")
     if not candidates:
         raise DataError(
             f"--data: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}) in: "
@@ -141,7 +164,7 @@ def scan_images(roots: list[str | os.PathLike], exclusions: list[str] | None = N
         )
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         reasons = list(pool.map(_probe, candidates))
-    scan = ImageScan(duplicates=duplicates)
+    scan = ImageScan(duplicates=duplicates, excluded=left_out, unmatched=sorted(excluded - matched))
     for path, reason in zip(candidates, reasons, strict=True):
         if reason is None:
             scan.paths.append(path)

@@ -13,6 +13,7 @@ import atexit
 import base64
 import hashlib
 import html
+import io
 import logging
 import math
 import shutil
@@ -89,7 +90,7 @@ def model_origin(info: dict) -> str:
     source = str(info.get("source") or "")
     path = info.get("path")
     if source == "bundled" or (path and Path(path).resolve() == _bundled_dir()):
-        return "the bundled default model (`srmodel/bundled/default`)"
+        return "the bundled model (`srmodel/bundled/default`)"
     if path:
         return f"local folder `{path}`"
     return f"`{source}`" if source else "unknown source"
@@ -125,7 +126,8 @@ def model_markdown(info: dict) -> str:
     rows = [(label, v) for label, v in rows if isinstance(v, dict)]
     if rows:
         pct = validation.get("percent")
-        lines += ["", f"Validation set, pixelated to {pct} %:" if pct else "Validation set:", "",
+        pct_text = f"{pct:g}" if isinstance(pct, (int, float)) else pct
+        lines += ["", f"Validation set, pixelated to {pct_text} %:" if pct else "Validation set:", "",
                   "| | PSNR (dB) | SSIM |", "|---|---:|---:|"]
         lines += [f"| {label} | {_fmt(v.get('psnr'), 2)} | {_fmt(v.get('ssim'), 4)} |" for label, v in rows]
     else:
@@ -170,6 +172,17 @@ class Upload:
     key: str  # sha256 of the file: which pixelation in a session belongs to which upload
     stem: str
     icc_profile: bytes | None  # results are written with it, as their pixels are in its colour space
+    format: str | None  # Pillow's name for the file format, e.g. "TIFF"
+
+
+def upload_key(payload: Any) -> str | None:
+    """The content key `load_upload` gives an upload (sha256 of its bytes), or None when it cannot be read."""
+    try:
+        source, _ = upload_path(payload)
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except (gr.Error, OSError):
+        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_upload(payload: Any, max_pixels: int) -> Upload:
@@ -190,7 +203,18 @@ def load_upload(payload: Any, max_pixels: int) -> Upload:
         if "too large" in message:
             message += f". This demo accepts images up to {max_pixels / 1e6:g} megapixels."
         raise gr.Error(_text(message), title="Cannot use this image", print_exception=False) from None
-    return Upload(image, hashlib.sha256(data).hexdigest(), Path(name).stem or "image", read_icc_profile(data))
+    return Upload(image, hashlib.sha256(data).hexdigest(), Path(name).stem or "image", read_icc_profile(data),
+                  _format_of(data))
+
+
+def _format_of(data: bytes) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # noqa: BLE001  (read_image has already accepted the data; the name is only a hint)
+        return None
 
 
 class OutputDir:
@@ -292,6 +316,9 @@ def metrics_markdown(session: dict | None) -> str:
 # Handlers
 
 
+BROWSER_FORMATS = {"PNG", "JPEG", "GIF", "WEBP", "BMP"}  # what the original-image panel can show as uploaded
+
+
 class DemoHandlers:
     """The functions behind the buttons; one instance per app, shared by all sessions (stateless)."""
 
@@ -299,6 +326,22 @@ class DemoHandlers:
         self.enhancer = enhancer
         self.max_pixels = int(max_pixels)
         self.outputs = outputs or OutputDir()
+
+    def show_upload(self, image: Any) -> Any:
+        """Checks a new upload at once, so a bad file is named now rather than at the first button press, and
+        shows a format browsers cannot display (TIFF, say) as a PNG of the same pixels."""
+        upload = load_upload(image, self.max_pixels)
+        if upload.format in BROWSER_FORMATS:
+            return gr.skip()
+        return self.outputs.write_png(upload.image, upload.stem, upload.icc_profile)
+
+    def repixelate(self, image: Any, percent: Any, session: dict | None) -> tuple[Any, Any, Any]:
+        """The slider moved after Pixelate: pixelates again, so Enhance never restores a level no longer shown."""
+        session = session or {}
+        stale = session.get("percent") and session.get("key") == upload_key(image)
+        if not stale or float(session["percent"]) == _check_percent(percent):
+            return gr.skip(), gr.skip(), gr.skip()
+        return self.pixelate(image, percent, session)
 
     def pixelate(self, image: Any, percent: Any, session: dict | None) -> tuple[str, dict, dict]:
         """Pixelates the upload; returns (pixelated PNG path, metrics vs original, session state)."""
@@ -375,19 +418,26 @@ def _check_percent(percent: Any) -> float:
     return value
 
 
-def render_views(session: dict | None):
-    """Projects the session state onto the page: slider, side-by-side images, metrics, download."""
+def render_views(session: dict | None, current: Any = None):
+    """Projects the session state onto the page: (session, slider, side-by-side images, metrics, download).
+
+    A result whose upload is no longer the one on the page (the visitor picked another image while it ran)
+    is dropped, with the session, instead of being shown beside the new image.
+    """
     session = session or {}
+    if current is not None and session.get("key") and session["key"] != upload_key(current):
+        return reset_views()
     before, after = session.get("input"), session.get("enhanced")
     slider = (before, after) if before and after else None
     label = "Pixelated (model input)" if session.get("percent") else "Your image (model input)"
     download = gr.DownloadButton(value=after, visible=bool(after))
-    return slider, gr.Image(value=before, label=label), after, metrics_markdown(session), download
+    return session or None, slider, gr.Image(value=before, label=label), after, metrics_markdown(session), download
 
 
 def reset_views():
-    """A new upload invalidates the previous result."""
-    return None, None, None, None, "", gr.DownloadButton(value=None, visible=False)
+    """A new upload invalidates the previous result: (session, slider, images, metrics, download)."""
+    return (None, None, gr.Image(value=None, label="Model input"), None, "",
+            gr.DownloadButton(value=None, visible=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +459,7 @@ Two endpoints are public (see **Use via API** at the bottom of the page):
 
 ```python
 from gradio_client import Client, handle_file
-client = Client("http://127.0.0.1:7860/")
+client = Client("http://127.0.0.1:7860/")  # this page's address
 pixelated, metrics = client.predict(handle_file("photo.jpg"), 40, api_name="/pixelate")
 enhanced, metrics = client.predict(handle_file("photo.jpg"), api_name="/enhance")
 print(enhanced, metrics["enhanced"])  # local PNG path, {'psnr': ..., 'ssim': ...}
@@ -473,20 +523,31 @@ def build_demo(serving: ServingModel, max_megapixels: float = 40.0, concurrency_
             enhanced_view = gr.Image(label="Enhanced", type="filepath", format="png", interactive=False, height=320,
                                      elem_id="enhanced")
         metrics_json = gr.JSON(visible=False, label="Metrics")
+        # The handlers' own outputs (and the API's): the page shows them through render_views, which drops a
+        # result whose upload was replaced while it ran.
+        pixelated_out = gr.Image(visible=False, type="filepath", format="png", label="Pixelated")
+        enhanced_out = gr.Image(visible=False, type="filepath", format="png", label="Enhanced")
         with gr.Accordion("About the model and the API", open=False):
             gr.Markdown(model_markdown(info))
             gr.Markdown(API_HELP)
 
         views = [slider, input_view, enhanced_view, metrics_md, download]
+        render = {"fn": render_views, "inputs": [session, image_in], "outputs": [session, *views],
+                  "api_visibility": "private", "queue": False, "preprocess": False}
         image_in.change(reset_views, None, [session, *views], api_visibility="private", queue=False)
+        image_in.upload(handlers.show_upload, image_in, image_in, api_visibility="private", preprocess=False)
         pixelate_btn.click(
-            handlers.pixelate, [image_in, percent, session], [input_view, metrics_json, session],
-            api_name="pixelate", preprocess=False,
-        ).success(render_views, session, views, api_visibility="private", queue=False)
+            handlers.pixelate, [image_in, percent, session], [pixelated_out, metrics_json, session],
+            api_name="pixelate", preprocess=False, show_progress_on=[slider, input_view],
+        ).success(**render)
+        percent.release(
+            handlers.repixelate, [image_in, percent, session], [pixelated_out, metrics_json, session],
+            api_visibility="private", preprocess=False, show_progress_on=[slider, input_view],
+        ).success(**render)
         enhance_btn.click(
-            _with_progress(handlers.enhance), [image_in, self_ensemble, session], [enhanced_view, metrics_json, session],
-            api_name="enhance", preprocess=False,
-        ).success(render_views, session, views, api_visibility="private", queue=False)
+            _with_progress(handlers.enhance), [image_in, self_ensemble, session], [enhanced_out, metrics_json, session],
+            api_name="enhance", preprocess=False, show_progress_on=[slider, enhanced_view],
+        ).success(**render)
 
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=64)
     return demo

@@ -241,6 +241,19 @@ def _png_with_icc(png: bytes, profile: bytes) -> bytes:
     return png[:ihdr_end] + chunk + png[ihdr_end:]
 
 
+def to_rgb8(array: np.ndarray) -> np.ndarray:
+    """A `read_image` array as uint8 RGB H×W×3: 16-bit reduced to 8, gray repeated, and alpha composited onto
+    white, so pixels no one can see (often black or noise under full transparency) are not taken for content."""
+    array = _to_8bit(np.asarray(array))
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array = _drop_alpha_onto_white(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.ascontiguousarray(array)
+
+
 def _to_8bit(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePath
+from typing import Any
 
 TAGS = ["super-resolution", "image-restoration", "depixelation", "keras", "srmodel"]
 PLACEHOLDER_REPO = "USER/NAME"  # in the usage snippet of a card written before the model has a Hub repo
@@ -128,7 +129,7 @@ Architecture: `{arch_name}`.
 
 ## Results
 
-Validation on {images} held-out images of the training sets ({trained_on}), {patch}×{patch} centre crops, pixelated to {percent} % of their size (higher is better):
+{_validation_line(config, images, trained_on)}, {patch}×{patch} centre crops, pixelated to {percent} % of their size (higher is better):
 
 {_metrics_table(validation)}
 
@@ -163,6 +164,14 @@ Or from the command line: `python -m srmodel enhance pixelated.png --out restore
 The srmodel code that trained this model is MIT-licensed. The weights were learned from the training images
 ({trained_on}), so those images' terms apply to them: check them before any use beyond research.{_data_terms(config)}
 """
+
+
+def _validation_line(config: dict, images: Any, trained_on: str) -> str:
+    training = config.get("training") or {}
+    if training.get("train_images") == 1 and training.get("val_images") == 1:  # one image serves both sides
+        return f"Validation on the single training image itself ({trained_on}; not held out)"
+    noun = "image" if images == 1 else "images"
+    return f"Validation on {images} held-out {noun} of the training sets ({trained_on})"
 
 
 def _data_terms(config: dict) -> str:

@@ -8,6 +8,7 @@ resumable state: last model with optimizer, best model, run state) and `logs/` (
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -330,10 +331,12 @@ def _make_stop_callback():
 
 
 def prepare_data(settings: TrainSettings):
-    """Resolves --data (folders or 'lfw'), scans and splits: (train groups, their weights, val paths, skipped).
+    """Resolves --data (folders or 'lfw'), scans and splits: (train groups, their weights, val paths, skipped,
+    fingerprint of the split).
 
     The split is over all sources whatever their weights, so re-weighting the sources of a run keeps its
-    validation files; a source of weight 0 contributes only those.
+    validation files; a source of weight 0 contributes only those. The fingerprint names every file and its
+    side, relative to its --data root, so that --resume can refuse folders that changed.
     """
     from srmodel.data import download_lfw, load_exclusions, scan_images, split_paths
 
@@ -344,6 +347,12 @@ def prepare_data(settings: TrainSettings):
     train, val = split_paths(scan.paths, settings.val_split, settings.seed)
     if len(val) > settings.max_val_images:
         val = val[:: int(np.ceil(len(val) / settings.max_val_images))]
+    fingerprint = _split_fingerprint(roots, scan, val)
+    if settings.exclude:
+        print(f"--exclude {settings.exclude}: {scan.excluded} file(s) left out")
+        if scan.unmatched:
+            shown = ", ".join(scan.unmatched[:5]) + (f" and {len(scan.unmatched) - 5} more" if len(scan.unmatched) > 5 else "")
+            print(f"Warning: {len(scan.unmatched)} --exclude entries name no file under --data: {shown}", file=sys.stderr)
     if scan.duplicates:
         print(f"{scan.duplicates} file(s) found under more than one --data folder: each is used once")
     if settings.balance and len(roots) > 1:
@@ -357,8 +366,15 @@ def prepare_data(settings: TrainSettings):
         kept = [(g, w) for g, w in zip(groups, weights, strict=True) if g and w > 0]
         if not kept:
             raise DataError("No training images left after the split in the --data sources of non-zero --balance weight.")
-        return [g for g, _ in kept], [w for _, w in kept], val, scan.skipped
-    return [train], [1.0], val, scan.skipped
+        return [g for g, _ in kept], [w for _, w in kept], val, scan.skipped, fingerprint
+    return [train], [1.0], val, scan.skipped, fingerprint
+
+
+def _split_fingerprint(roots: list[str | Path], scan, val: list[Path]) -> str:
+    held_out = set(val)
+    lines = sorted(f"{scan.source[p]}:{os.path.relpath(p, roots[scan.source[p]])}:{'v' if p in held_out else 't'}"
+                   for p in scan.paths)
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _pad_for_replicas(val_ds, count: int, replicas: int, batch_size: int):
@@ -622,7 +638,41 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
 
         initial = load_parts(None if settings.init_from == "bundled" else settings.init_from)[:2]
     teacher = load_teacher(settings) if settings.teacher else None
-    train_groups, weights, val_paths, skipped = prepare_data(settings)
+    # The model too is built (or loaded) before the data scan: a bad --arch-kwargs value fails first.
+    strategy = _make_strategy(settings)
+    replicas = strategy.num_replicas_in_sync
+    if settings.batch_size % replicas:
+        raise SRModelError(f"--batch-size must be a multiple of the {replicas} replicas. Received: {settings.batch_size}")
+    ckpt_dir = settings.checkpoint_dir
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    with strategy.scope():
+        if resume:
+            model = keras.saving.load_model(ckpt_dir / LAST_CHECKPOINT, safe_mode=True, compile=True)
+            print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
+            settings = _with_recovered_arguments(settings, model)
+            state["settings"]["arch_kwargs"] = settings.arch_kwargs
+            # What --resume may change is kept for the next --resume too.
+            state["settings"].update(epochs=settings.epochs, max_minutes=settings.max_minutes, threads=settings.threads)
+        else:
+            try:
+                model = build_model(settings.arch, **settings.arch_kwargs)
+            except (TypeError, ValueError) as exc:
+                raise SRModelError(f"--arch-kwargs {json.dumps(settings.arch_kwargs)}: {exc}") from None
+            if settings.init_from:
+                _load_initial_weights(model, settings, *initial)
+            _compile(model, settings, settings.epochs * settings.steps_per_epoch)
+            state = {"epoch": 0, "settings": asdict(settings)}
+    print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters{_cost(model)}")
+
+    train_groups, weights, val_paths, skipped, fingerprint = prepare_data(settings)
+    if resume and state.get("split_fingerprint", fingerprint) != fingerprint:
+        raise SRModelError(
+            f"The images under --data are not those this run started with (files added, removed or renamed; a "
+            f"relative --data is read from the current folder), so resuming would move files between training and "
+            f"validation, and its validation scores would no longer be held out. Restore the folders as they were "
+            f"(or --resume from the folder the run started in) to resume {out}, or start a new run."
+        )
+    state["split_fingerprint"] = fingerprint
     train_paths = [p for group in train_groups for p in group]
     if skipped:
         print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
@@ -641,10 +691,6 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         else:
             print(f"Sampling the --data sources with weights {':'.join(f'{w:g}' for w in weights)}: {counts}")
 
-    strategy = _make_strategy(settings)
-    replicas = strategy.num_replicas_in_sync
-    if settings.batch_size % replicas:
-        raise SRModelError(f"--batch-size must be a multiple of the {replicas} replicas. Received: {settings.batch_size}")
     train_ds = make_train_dataset(
         train_groups, weights=weights, patch_size=settings.patch_size, batch_size=settings.batch_size,
         percent_range=settings.percent_range, min_scale=settings.min_scale, seed=settings.patch_seed,
@@ -654,24 +700,6 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     val_ds = make_val_dataset(val_paths, patch_size=settings.patch_size, batch_size=settings.batch_size,
                               percent=settings.val_percent)
     fit_val_ds = val_ds if replicas == 1 else _pad_for_replicas(val_ds, len(val_paths), replicas, settings.batch_size)
-
-    ckpt_dir = settings.checkpoint_dir
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    with strategy.scope():
-        if resume:
-            model = keras.saving.load_model(ckpt_dir / LAST_CHECKPOINT, safe_mode=True, compile=True)
-            print(f"Resuming from epoch {state['epoch']} (best val PSNR so far {state.get('best_val_psnr', float('nan')):.2f} dB)")
-            settings = _with_recovered_arguments(settings, model)
-            state["settings"]["arch_kwargs"] = settings.arch_kwargs
-            # What --resume may change is kept for the next --resume too.
-            state["settings"].update(epochs=settings.epochs, max_minutes=settings.max_minutes, threads=settings.threads)
-        else:
-            model = build_model(settings.arch, **settings.arch_kwargs)
-            if settings.init_from:
-                _load_initial_weights(model, settings, *initial)
-            _compile(model, settings, settings.epochs * settings.steps_per_epoch)
-            state = {"epoch": 0, "settings": asdict(settings)}
-    print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters{_cost(model)}")
 
     log_dir = out / "logs"
     callbacks = [

@@ -2,6 +2,7 @@
 
 import hashlib
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,50 @@ def test_exclusions(tmp_path):
     listing.write_text("# comment\nA/A_0001.jpg\n")
     scan = scan_images([tmp_path], load_exclusions(listing))
     assert [p.name for p in scan.paths] == ["B_0001.jpg"]
+
+
+def test_exclusions_written_every_usual_way_all_match_and_misses_are_named(tmp_path):
+    for name in ("a", "b", "c", "d", "e", "f"):
+        _photo(tmp_path / "data" / "1" / "2" / "3" / "4" / f"{name}.jpg")
+    absolute = (tmp_path / "data" / "1" / "2" / "3" / "4" / "f.jpg").resolve()
+    listing = tmp_path / "holdout.txt"
+    listing.write_text("\ufeffa.jpg\n./1/2/3/4/b.jpg\n.\\1\\2\\3\\4\\c.jpg\nd.jpg  # a note\n"
+                       f"   # an indented comment\n{absolute}\nnowhere.jpg\n", encoding="utf-8")
+    scan = scan_images([tmp_path / "data"], load_exclusions(listing))
+    assert [p.name for p in scan.paths] == ["e.jpg"]
+    assert scan.excluded == 5 and scan.unmatched == ["nowhere.jpg"]
+    with pytest.raises(DataError, match="every image found in .* is left out by --exclude"):
+        scan_images([tmp_path / "data"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"])
+
+
+def test_training_reads_images_as_the_demo_shows_them(tmp_path):
+    from srmodel.images import read_image
+
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[:, :5] = (200, 10, 10, 255)
+    rgba[:, 5:] = (0, 0, 0, 0)  # black, but fully transparent: white, as a viewer shows it
+    Image.fromarray(rgba).save(tmp_path / "logo.png")
+    out = read_rgb(tmp_path / "logo.png")
+    assert (out[:, :5] == (200, 10, 10)).all() and (out[:, 5:] == 255).all()
+    dark = np.full((6, 7), 145, np.uint16)  # 16-bit, all values small: dark, not bright
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert (read_rgb(tmp_path / "dark16.png") == 1).all()
+    photo = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: stored landscape, shown portrait
+    Image.fromarray(photo).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    assert read_rgb(tmp_path / "turned.jpg").shape == (30, 20, 3) == read_image(tmp_path / "turned.jpg").shape
+
+
+def test_a_file_name_tensorflow_cannot_take_is_skipped_with_the_reason(tmp_path):
+    import os
+
+    _photo(tmp_path / "ok.jpg")
+    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xff\xfe.jpg")
+    _photo(Path(bad))
+    scan = scan_images([tmp_path])
+    assert [p.name for p in scan.paths] == ["ok.jpg"]
+    assert "not valid UTF-8" in scan.skipped[0][1]
 
 
 def test_lfw_download_from_local_archive(tmp_path):
@@ -143,7 +188,7 @@ def test_nested_or_repeated_sources_use_each_file_once(tmp_path, capsys):
     scan = scan_images([tmp_path / "all", tmp_path / "all" / "sub", str(tmp_path / "all") + "/"])
     assert len(scan.paths) == 12 and scan.duplicates == 18
     data = [str(tmp_path / "all" / "sub"), str(tmp_path / "all")]
-    groups, _, val, _ = prepare_data(TrainSettings(data=data, out=str(tmp_path / "o"), balance=True))
+    groups, _, val, _, _ = prepare_data(TrainSettings(data=data, out=str(tmp_path / "o"), balance=True))
     train = [p.resolve() for group in groups for p in group]
     assert len(train) == len(set(train)) and not set(train) & {p.resolve() for p in val}  # no leak, no repeat
     assert all(p.parent.name == "sub" for p in groups[0]) and all(p.parent.name == "all" for p in groups[1])

@@ -172,3 +172,56 @@ def test_results_keep_the_uploads_colour_profile(tmp_path):
     enhanced, _, _ = handlers.enhance(str(photo), False, state)
     direct, _, _ = handlers.enhance(str(photo), False, None)
     assert read_icc_profile(pixelated) == read_icc_profile(enhanced) == read_icc_profile(direct) == profile
+
+
+def _handlers(tmp_path):
+    return demo.DemoHandlers(FakeEnhancer({}), max_pixels=10**6, outputs=demo.OutputDir(tmp_path / "out"))
+
+
+def _photo_file(tmp_path, name: str, value: int = 90) -> str:
+    from PIL import Image
+
+    y, x = np.mgrid[0:24, 0:32]
+    Image.fromarray(((x * 7 + y * 3 + value) % 256).astype(np.uint8)).convert("RGB").save(tmp_path / name)
+    return str(tmp_path / name)
+
+
+def test_a_result_for_an_image_no_longer_on_the_page_is_dropped(tmp_path):
+    handlers = _handlers(tmp_path)
+    first, second = _photo_file(tmp_path, "a.png"), _photo_file(tmp_path, "b.png", value=10)
+    _, _, state = handlers.pixelate(first, 40, None)
+    session, slider, input_view, *_ = demo.render_views(state, {"path": first})
+    assert session == state and input_view.label == "Pixelated (model input)"
+    # The visitor picked b.png while a.png's job ran: nothing of a.png is shown beside it, and the session resets.
+    session, slider, input_view, enhanced, metrics, _ = demo.render_views(state, {"path": second})
+    assert session is None and slider is None and enhanced is None and metrics == ""
+    assert input_view.value is None and input_view.label == "Model input"
+
+
+def test_moving_the_slider_after_pixelate_pixelates_again(tmp_path):
+    handlers = _handlers(tmp_path)
+    photo = _photo_file(tmp_path, "a.png")
+    _, _, state = handlers.pixelate(photo, 40, None)
+    path, metrics, moved = handlers.repixelate(photo, 25, state)
+    assert moved["percent"] == 25 and metrics["percent"] == 25 and moved["enhanced"] is None
+    assert handlers.repixelate(photo, 25, moved) == (demo.gr.skip(),) * 3  # same level: nothing to do
+    assert handlers.repixelate(photo, 30, None) == (demo.gr.skip(),) * 3  # not pixelated yet: nothing to do
+    other = _photo_file(tmp_path, "b.png", value=10)
+    assert handlers.repixelate(other, 30, moved) == (demo.gr.skip(),) * 3  # another image: its own Pixelate
+
+
+def test_uploads_are_checked_at_once_and_tiff_is_shown_as_png(tmp_path):
+    from PIL import Image
+
+    from srmodel.images import read_image
+
+    handlers = _handlers(tmp_path)
+    assert handlers.show_upload(_photo_file(tmp_path, "a.png")) == demo.gr.skip()  # browsers show PNG as is
+    tiff = tmp_path / "scan.tif"
+    Image.open(_photo_file(tmp_path, "b.png")).save(tiff)
+    shown = handlers.show_upload(str(tiff))
+    assert shown.endswith("scan.png")
+    np.testing.assert_array_equal(read_image(shown), read_image(tiff))
+    (tmp_path / "holiday.png").write_bytes(b"not an image")
+    with pytest.raises(demo.gr.Error, match="holiday.png: not an image file"):
+        handlers.show_upload(str(tmp_path / "holiday.png"))

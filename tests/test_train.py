@@ -102,6 +102,7 @@ def test_tiny_run_writes_loadable_folder(photos, tmp_path):
     assert single.returncode == 0, single.stderr
     assert "Images: 1 for training, 1 for validation" in single.stdout
     assert "note: with a single image it serves for training and validation alike" in single.stderr
+    assert "Validation on the single training image itself" in (tmp_path / "one" / "README.md").read_text()
 
 
 def test_a_folder_in_use_by_a_live_run_is_refused(photos, tmp_path):
@@ -273,6 +274,14 @@ def test_bad_arguments_exit_2(tmp_path):
     assert result.returncode == 2 and "one weight per --data source (2), or none for equal weights. Received: 1" in result.stderr
     result = run_train("--data", str(tmp_path), "--balance", "-1", "--out", str(tmp_path / "o"), timeout=120)
     assert result.returncode == 2 and "non-negative and not all zero. Received: -1" in result.stderr
+    result = run_train("--data", str(tmp_path), "--data", "x", "--balance", "inf", "1", "--out", str(tmp_path / "o"),
+                       timeout=120)
+    assert result.returncode == 2 and "must be finite, non-negative and not all zero. Received: inf 1" in result.stderr
+    # A bad architecture value is named before the data are scanned (here: a folder that does not exist).
+    result = run_train("--data", str(tmp_path / "nowhere"), "--arch-kwargs", '{"filters": "8"}', "--out",
+                       str(tmp_path / "o"), timeout=120)
+    assert result.returncode == 2 and '--arch-kwargs {"filters": "8"' in result.stderr, result.stderr[-2000:]
+    assert "folder not found" not in result.stderr and not (tmp_path / "o").exists()
 
 
 def test_a_lost_interrupt_is_raised_again_at_the_next_batch():
@@ -438,3 +447,18 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
     assert "ignored, as the run has other values: --batch-size (the run's: 2)." in captured.err
     state = json.loads(state_file.read_text())
     assert state["epoch"] == 3 and state["settings"]["max_minutes"] == 30 and state["settings"]["batch_size"] == 2
+
+
+def test_resume_refuses_data_folders_that_changed_since_the_run_started(photos, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    out = tmp_path / "run"
+    assert run_train("--data", str(data), *TINY, "--epochs", "1", "--out", str(out)).returncode == 0
+    Image.open(data / "photo1.png").save(data / "zzz_new.png")  # would move files across the split
+    again = run_train("--resume", "--out", str(out), "--epochs", "2")
+    assert again.returncode == 2 and "not those this run started with" in again.stderr, again.stderr[-2000:]
+    (data / "zzz_new.png").unlink()
+    resumed = run_train("--resume", "--out", str(out), "--epochs", "2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -74,7 +74,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
 def training_groups(args: argparse.Namespace) -> list[list[Path]]:
     """The same files train.py trains on for these arguments (its scan, split and balancing)."""
     if not args.no_split:
-        groups, _, _, _ = prepare_data(train_settings(args))
+        groups, *_ = prepare_data(train_settings(args))
         return groups
     from srmodel.data import load_exclusions, scan_images
 
