@@ -68,12 +68,15 @@ def find_image_files(root: str | os.PathLike) -> list[Path]:
         return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
     if not root.is_dir():
         raise DataError(f"--data: folder not found. Received: {str(root)!r}")
-    found = [
-        Path(dirpath) / name
-        for dirpath, _, names in os.walk(root, followlinks=True)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-    ]
+    found = []
+    visited: set[str] = set()  # real folders: a link back up the tree (a loop) is walked once, not forever
+    for dirpath, dirnames, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        found += [Path(dirpath) / n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
     return sorted(found)
 
 

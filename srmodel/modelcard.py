@@ -19,14 +19,13 @@ def _number(value) -> float | None:
 
 
 def _training_sets(config: dict) -> list[str]:
-    """Names of the sets in config["training"]["data"]: Hub-style names as-is, local folders by basename."""
+    """Names of the sets in config["training"]["data"]: "lfw" (downloaded by name) as is, folders by basename."""
     data = (config.get("training") or {}).get("data") or []
     entries = [data] if isinstance(data, str) else list(data) if isinstance(data, (list, tuple)) else []
     names: list[str] = []
     for entry in entries:
         text = str(entry).strip().rstrip("/")
-        looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
-        name = PurePath(text).name if looks_like_path else text
+        name = text if text == "lfw" else PurePath(text.replace("\\", "/")).name  # --data takes no Hub dataset ids
         if name and name.lower() not in {n.lower() for n in names}:
             names.append(name)
     return names

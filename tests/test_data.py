@@ -211,3 +211,10 @@ def test_the_cache_holds_8_bit_pixels_and_small_images_are_still_enlarged(tmp_pa
     x, y = next(iter(ds))
     assert x.shape == (3, 40, 40, 3) and y.dtype == tf.float32
     assert np.allclose(y.numpy(), 128 / 255, atol=1e-6)
+
+
+def test_a_link_looping_back_up_the_tree_is_walked_once(tmp_path):
+    _photo(tmp_path / "data" / "a.jpg")
+    (tmp_path / "data" / "self").symlink_to(tmp_path / "data", target_is_directory=True)
+    assert [p.name for p in find_image_files(tmp_path / "data")] == ["a.jpg"]
+    assert scan_images([tmp_path / "data"]).duplicates == 0
