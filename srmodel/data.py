@@ -20,7 +20,7 @@ import numpy as np
 from srmodel.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-TRAIN_MAX_PIXELS = 250_000_000  # far above any photo; only a decompression bomb is refused
+TRAIN_MAX_PIXELS = 89_478_485  # Pillow's own default limit, as before: 270 MB decoded, several at once on a pool
 
 # LFW as distributed by its authors (lfw.tgz, 13,233 photos of 250×250), mirrored on figshare by
 # scikit-learn because the UMass site is often down. Overridable for mirrors and tests.
@@ -92,11 +92,14 @@ def load_exclusions(list_file: str | os.PathLike | None) -> list[str]:
         raise DataError(f"--exclude: cannot read {list_file}: {exc}") from None
     entries = []
     for line in lines:
-        entry = re.sub(r"(^|\s)#.*$", "", line).strip().replace("\\", "/")
+        if line.strip().startswith("#"):
+            continue
+        entry = re.sub(r"\s+#(\s.*)?$", "", line).strip().replace("\\", "/")  # "x.png  # note", not "Photo #1.png"
         while entry.startswith("./"):
             entry = entry[2:]
+        entry = entry.rstrip("/")
         if entry:
-            entries.append(entry.rstrip("/"))
+            entries.append(entry)
     return entries
 
 
@@ -107,8 +110,11 @@ def _exclusion_of(path: Path, exclusions: set[str]) -> str | None:
         tail = "/".join(parts[-n:])
         if tail in exclusions:
             return tail
-    absolute = path.resolve().as_posix()
-    return absolute if absolute in exclusions else None
+    # Absolute entries may name the file through the links in its --data path, or the folders they point to.
+    for absolute in {Path(os.path.abspath(path)).as_posix(), path.resolve().as_posix()}:
+        if absolute in exclusions:
+            return absolute
+    return None
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -316,7 +316,8 @@ def metrics_markdown(session: dict | None) -> str:
 # Handlers
 
 
-BROWSER_FORMATS = {"PNG", "JPEG", "GIF", "WEBP", "BMP"}  # what the original-image panel can show as uploaded
+# What the original-image panel can show as uploaded (MPO: the JPEGs of many phones and cameras).
+BROWSER_FORMATS = {"PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP"}
 
 
 class DemoHandlers:
@@ -418,14 +419,14 @@ def _check_percent(percent: Any) -> float:
     return value
 
 
-def render_views(session: dict | None, current: Any = None):
+def render_views(session: dict | None, current: Any):
     """Projects the session state onto the page: (session, slider, side-by-side images, metrics, download).
 
-    A result whose upload is no longer the one on the page (the visitor picked another image while it ran)
-    is dropped, with the session, instead of being shown beside the new image.
+    `current` is the upload on the page now. A result whose upload is no longer there (the visitor picked
+    another image, or cleared it, while it ran) is dropped, with the session, instead of being shown.
     """
     session = session or {}
-    if current is not None and session.get("key") and session["key"] != upload_key(current):
+    if session.get("key") and (current is None or session["key"] != upload_key(current)):
         return reset_views()
     before, after = session.get("input"), session.get("enhanced")
     slider = (before, after) if before and after else None

@@ -7,9 +7,11 @@ RGB(A) PNG/TIFF, which Pillow would silently reduce to 8 bits (OpenCV decodes th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -161,6 +163,35 @@ def _to_array(image: Image.Image, name: str) -> np.ndarray:
     )
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet: list = []  # [the shared catch_warnings context, how many callers are inside it]
+
+
+@contextlib.contextmanager
+def _pillow_warnings_ignored():
+    """`warnings.catch_warnings`, safe when threads overlap (the training scan decodes on a thread pool).
+
+    Each plain catch_warnings restores the filters it found on entry, so overlapping ones in two threads can
+    leave warnings switched off for the whole process. Here the first caller in saves the filters and the
+    last one out restores them.
+    """
+    with _QUIET_LOCK:
+        if not _quiet:
+            context = warnings.catch_warnings()
+            context.__enter__()
+            warnings.simplefilter("ignore")
+            _quiet[:] = [context, 0]
+        _quiet[1] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet[1] -= 1
+            if _quiet[1] == 0:
+                _quiet.pop(0).__exit__(None, None, None)
+                _quiet.clear()
+
+
 def read_image(
     source: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -175,8 +206,7 @@ def read_image(
         Image.MAX_IMAGE_PIXELS = max_pixels
     # Pillow warnings (EXIF oddities, DecompressionBombWarning, palette notes) must never become
     # errors under `-W error`; real problems surface as exceptions below.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _pillow_warnings_ignored():
         image = _open(source, name)
         try:
             width, height = image.size
@@ -212,9 +242,7 @@ def read_icc_profile(source: str | os.PathLike | bytes) -> bytes | None:
     to look the same: a Display P3 phone photo written without it looks washed out in colour-managed viewers.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open(source, _describe(source)) as image:
+        with _pillow_warnings_ignored(), _open(source, _describe(source)) as image:
                 profile = image.info.get("icc_profile")
     except ImageError:
         return None

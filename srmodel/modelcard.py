@@ -167,7 +167,7 @@ The srmodel code that trained this model is MIT-licensed. The weights were learn
 
 def _validation_line(config: dict, images: Any, trained_on: str) -> str:
     training = config.get("training") or {}
-    if training.get("train_images") == 1 and training.get("val_images") == 1:  # one image serves both sides
+    if training.get("validation_held_out") is False:  # a single image serves both sides
         return f"Validation on the single training image itself ({trained_on}; not held out)"
     noun = "image" if images == 1 else "images"
     return f"Validation on {images} held-out {noun} of the training sets ({trained_on})"

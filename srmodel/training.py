@@ -665,6 +665,9 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     print(f"Model: {settings.arch} {settings.arch_kwargs or ''}, {model.count_params():,} parameters{_cost(model)}")
 
     train_groups, weights, val_paths, skipped, fingerprint = prepare_data(settings)
+    if resume and "split_fingerprint" not in state:
+        print("note: this run started before srmodel recorded its split, so --resume cannot check that the images "
+              "under --data are those it started with; keep them unchanged", file=sys.stderr)
     if resume and state.get("split_fingerprint", fingerprint) != fingerprint:
         raise SRModelError(
             f"The images under --data are not those this run started with (files added, removed or renamed; a "
@@ -748,6 +751,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             model = keras.saving.load_model(best_path, safe_mode=True, compile=False)
         metrics = evaluate(model, val_ds, settings.val_percent)
         extra = {
+            "validation_held_out": not set(train_paths) & set(val_paths),
             "epochs_completed": state["epoch"],
             "best_epoch": state.get("best_epoch"),
             "exported_epoch": state.get("best_epoch") if export_best else state["epoch"],

@@ -87,6 +87,19 @@ def test_exclusions_written_every_usual_way_all_match_and_misses_are_named(tmp_p
         scan_images([tmp_path / "data"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"])
 
 
+def test_an_absolute_exclusion_matches_through_a_linked_relative_data_folder(tmp_path, monkeypatch):
+    _photo(tmp_path / "real" / "sub" / "x.jpg")
+    _photo(tmp_path / "real" / "sub" / "Photo #1.jpg")
+    _photo(tmp_path / "real" / "sub" / "kept.jpg")
+    (tmp_path / "d").symlink_to(tmp_path / "real", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    listing = tmp_path / "holdout.txt"
+    listing.write_text(f"{tmp_path / 'd' / 'sub' / 'x.jpg'}\nsub/Photo #1.jpg\n")
+    scan = scan_images(["d"], load_exclusions(listing))
+    assert [p.name for p in scan.paths] == ["kept.jpg"]
+    assert scan.excluded == 2 and scan.unmatched == []
+
+
 def test_training_reads_images_as_the_demo_shows_them(tmp_path):
     from srmodel.images import read_image
 

@@ -196,6 +196,7 @@ def test_a_result_for_an_image_no_longer_on_the_page_is_dropped(tmp_path):
     session, slider, input_view, enhanced, metrics, _ = demo.render_views(state, {"path": second})
     assert session is None and slider is None and enhanced is None and metrics == ""
     assert input_view.value is None and input_view.label == "Model input"
+    assert demo.render_views(state, None)[0] is None  # ... or cleared it
 
 
 def test_moving_the_slider_after_pixelate_pixelates_again(tmp_path):

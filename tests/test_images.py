@@ -321,3 +321,15 @@ def test_a_raised_pixel_limit_is_not_undercut_by_pillows_own():
         read_image(header)
     with pytest.raises(ImageError, match="corrupt or truncated"):  # past every size check, to the missing pixels
         read_image(header, max_pixels=300_000_000)
+
+
+def test_reading_on_many_threads_leaves_the_warning_filters_as_they_were():
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="PNG")
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:  # as the training scan decodes
+        list(pool.map(lambda _: read_image(buffer.getvalue()), range(2000)))
+    assert warnings.filters == before
