@@ -307,17 +307,9 @@ def test_a_gray_profile_stays_out_of_a_webp_which_has_no_gray(tmp_path):
     assert read_icc_profile(tmp_path / "a.png") == gray_profile
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG with a header and no pixel data: enough for every size check made before decoding."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
-
-
 def test_a_raised_pixel_limit_is_not_undercut_by_pillows_own():
-    header = _png_header(14000, 14000)  # 196 MP: over twice Pillow's default bomb limit
-    with pytest.raises(ImageError, match="more than the limit of 40,000,000"):
+    header = _bomb_png(14000, 14000)  # 196 MP: over twice Pillow's default bomb limit
+    with pytest.raises(ImageError, match="too large"):  # by default refused (Pillow's own bomb check may answer first)
         read_image(header)
     with pytest.raises(ImageError, match="corrupt or truncated"):  # past every size check, to the missing pixels
         read_image(header, max_pixels=300_000_000)
