@@ -262,7 +262,7 @@ def load_teacher(settings: TrainSettings) -> keras.Model:
     from srmodel.precision import compute_model
 
     with tf.device("/CPU:0"):
-        teacher, config, _, _ = load_parts(None if settings.teacher == "bundled" else settings.teacher)
+        teacher, config, _, _ = load_parts(settings.teacher)
         arch = config["architecture"]
         print(f"Distilling from {settings.teacher} ({arch['name']} {arch.get('kwargs') or {}}): targets are "
               f"{settings.teacher_weight:g} × its output + {1 - settings.teacher_weight:g} × the original")
@@ -636,7 +636,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     if settings.init_from and not resume:
         from srmodel.hub import load_parts
 
-        initial = load_parts(None if settings.init_from == "bundled" else settings.init_from)[:2]
+        initial = load_parts(settings.init_from)[:2]
     teacher = load_teacher(settings) if settings.teacher else None
     # The model too is built (or loaded) before the data scan: a bad --arch-kwargs value fails first.
     strategy = _make_strategy(settings)
