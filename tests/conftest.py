@@ -22,6 +22,13 @@ FINE_WRITE_TOKEN = "hf_test_alice_finew_0123456789abcdef"  # fine-grained, may w
 ALL_TOKENS = (WRITE_TOKEN, READ_TOKEN, OTHER_TOKEN, FINE_GRAINED_TOKEN, FINE_WRITE_TOKEN)
 
 
+def srgb_profile() -> bytes:
+    """An sRGB ICC profile made by Pillow's littleCMS, for tests of colour profiles travelling with images."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
 def make_model_folder(
     path: str | Path, *, seed: int = 0, psnr: float = 31.2, arch_kwargs: dict | None = None, card: bool = True
 ) -> Path:

@@ -229,11 +229,12 @@ def test_small_tiles_get_a_note_on_time(tmp_path, fake, capsys):
 
 
 def test_results_keep_the_inputs_colour_profile(tmp_path, fake):
-    from PIL import Image, ImageCms
+    from conftest import srgb_profile
+    from PIL import Image
 
     from srmodel.images import read_icc_profile
 
-    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = srgb_profile()
     Image.fromarray(_image(3)).save(tmp_path / "p3.jpg", icc_profile=profile)
     assert run([str(tmp_path / "p3.jpg"), "--out", str(tmp_path / "o"), "--pixelate", "40"]) == 0
     assert read_icc_profile(tmp_path / "o" / "p3.jpg") == read_icc_profile(tmp_path / "o" / "p3.pixelated.jpg") == profile

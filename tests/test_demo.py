@@ -160,11 +160,12 @@ def test_model_panel_names_the_compute_precision():
 
 
 def test_results_keep_the_uploads_colour_profile(tmp_path):
-    from PIL import Image, ImageCms
+    from conftest import srgb_profile
+    from PIL import Image
 
     from srmodel.images import read_icc_profile
 
-    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = srgb_profile()
     photo = tmp_path / "wide gamut.jpg"
     Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(photo, icc_profile=profile)
     handlers = demo.DemoHandlers(FakeEnhancer({}), max_pixels=10**6, outputs=demo.OutputDir(tmp_path / "out"))

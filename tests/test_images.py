@@ -10,6 +10,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from conftest import srgb_profile
 from PIL import Image
 
 from srmodel.errors import ImageError
@@ -251,12 +252,6 @@ def test_write_unknown_extension(tmp_path):
     assert read_image(tmp_path / "out").shape == (20, 30, 3)
 
 
-def _srgb_profile() -> bytes:
-    from PIL import ImageCms
-
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-
-
 @pytest.mark.parametrize(("suffix", "dtype", "kept"), [
     (".png", np.uint8, True), (".png", np.uint16, True), (".jpg", np.uint8, True), (".webp", np.uint8, True),
     (".tif", np.uint8, True), (".bmp", np.uint8, False), (".tif", np.uint16, False),
@@ -265,8 +260,8 @@ def test_colour_profile_is_written_where_the_format_holds_one(tmp_path, suffix, 
     from srmodel.images import read_icc_profile
 
     image = (np.random.default_rng(1).integers(0, 256, (10, 12, 3)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
-    write_image(tmp_path / f"a{suffix}", image, icc_profile=_srgb_profile())
-    assert read_icc_profile(tmp_path / f"a{suffix}") == (_srgb_profile() if kept else None)
+    write_image(tmp_path / f"a{suffix}", image, icc_profile=srgb_profile())
+    assert read_icc_profile(tmp_path / f"a{suffix}") == (srgb_profile() if kept else None)
     if suffix == ".png":  # The 16-bit PNG gets its iCCP chunk spliced in: the pixels must survive that.
         np.testing.assert_array_equal(read_image(tmp_path / "a.png"), image)
 
@@ -275,9 +270,9 @@ def test_a_profile_of_another_colour_space_is_left_out(tmp_path):
     from srmodel.images import read_icc_profile
 
     gray = np.zeros((6, 7), np.uint8)
-    write_image(tmp_path / "gray.png", gray, icc_profile=_srgb_profile())  # an RGB profile on gray pixels
+    write_image(tmp_path / "gray.png", gray, icc_profile=srgb_profile())  # an RGB profile on gray pixels
     assert read_icc_profile(tmp_path / "gray.png") is None
-    cmyk_like = _srgb_profile()[:16] + b"CMYK" + _srgb_profile()[20:]  # e.g. a CMYK JPEG's, read as RGB
+    cmyk_like = srgb_profile()[:16] + b"CMYK" + srgb_profile()[20:]  # e.g. a CMYK JPEG's, read as RGB
     write_image(tmp_path / "rgb.png", np.zeros((6, 7, 3), np.uint8), icc_profile=cmyk_like)
     assert read_icc_profile(tmp_path / "rgb.png") is None
     assert read_icc_profile(b"not an image") is None
@@ -300,7 +295,7 @@ def test_big_endian_arrays_are_written_as_their_values(tmp_path):
 def test_a_gray_profile_stays_out_of_a_webp_which_has_no_gray(tmp_path):
     from srmodel.images import read_icc_profile
 
-    gray_profile = _srgb_profile()[:16] + b"GRAY" + _srgb_profile()[20:]
+    gray_profile = srgb_profile()[:16] + b"GRAY" + srgb_profile()[20:]
     write_image(tmp_path / "a.webp", np.zeros((6, 7, 2), np.uint8), icc_profile=gray_profile)
     assert read_icc_profile(tmp_path / "a.webp") is None
     write_image(tmp_path / "a.png", np.zeros((6, 7, 2), np.uint8), icc_profile=gray_profile)
