@@ -285,16 +285,17 @@ def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict) -> str
     title and usage snippet name it); in a hand-edited one only the "USER/NAME" placeholder changes. Neither
     the config nor a regenerated card shows absolute local paths (`public_config`).
     """
+    public = public_config(config)
     if path.name == "README.md":
         from srmodel.modelcard import render_model_card
 
         text = path.read_text(encoding="utf-8")
         if text == render_model_card(config, metrics):
-            return render_model_card(public_config(config), metrics, repo_id).encode("utf-8")
+            return render_model_card(public, metrics, repo_id).encode("utf-8")
         if PLACEHOLDER_REPO in text:
             return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")
-    if path.name == CONFIG_FILE and public_config(config) != config:
-        return (json.dumps(public_config(config), indent=2) + "\n").encode("utf-8")
+    if path.name == CONFIG_FILE and public != config:
+        return (json.dumps(public, indent=2) + "\n").encode("utf-8")
     return str(path)
 
 

@@ -243,7 +243,7 @@ def read_icc_profile(source: str | os.PathLike | bytes) -> bytes | None:
     """
     try:
         with _pillow_warnings_ignored(), _open(source, _describe(source)) as image:
-                profile = image.info.get("icc_profile")
+            profile = image.info.get("icc_profile")
     except ImageError:
         return None
     return bytes(profile) if profile else None
