@@ -82,8 +82,9 @@ def find_image_files(root: str | os.PathLike) -> list[Path]:
 
 def load_exclusions(list_file: str | os.PathLike | None) -> list[str]:
     """Paths to leave out, one per line, e.g. a benchmark holdout: relative to a --data folder (any tail of a
-    file's path matches, so `Name/Name_0001.jpg` or `Name_0001.jpg`) or absolute. `#` starts a comment; a
-    leading `./`, Windows backslashes and a byte-order mark are all understood."""
+    file's path matches, so `Name/Name_0001.jpg` or `Name_0001.jpg`) or absolute. A line starting with `#` and
+    a `  # note` after an entry are comments (`Photo #1.png` is a name); a leading `./`, Windows backslashes and
+    a byte-order mark are all understood."""
     if not list_file:
         return []
     try:
@@ -103,15 +104,17 @@ def load_exclusions(list_file: str | os.PathLike | None) -> list[str]:
     return entries
 
 
-def _exclusion_of(path: Path, exclusions: set[str]) -> str | None:
-    """The entry of `exclusions` that names `path` (a tail of its parts, or its absolute path), if any."""
+def _exclusion_of(path: Path, resolved: Path, exclusions: set[str]) -> str | None:
+    """The entry of `exclusions` that names `path` (a tail of its parts, or its absolute path), if any.
+
+    `resolved` is `path.resolve()`, which the scan needs anyway (one resolve per file, not two)."""
     parts = path.as_posix().split("/")
     for n in range(1, len(parts) + 1):
         tail = "/".join(parts[-n:])
         if tail in exclusions:
             return tail
     # Absolute entries may name the file through the links in its --data path, or the folders they point to.
-    for absolute in {Path(os.path.abspath(path)).as_posix(), path.resolve().as_posix()}:
+    for absolute in {Path(os.path.abspath(path)).as_posix(), resolved.as_posix()}:
         if absolute in exclusions:
             return absolute
     return None
@@ -152,12 +155,12 @@ def scan_images(roots: list[str | os.PathLike], exclusions: list[str] | None = N
     duplicates = 0
     for index, root in enumerate(roots):
         for path in find_image_files(root):
-            entry = _exclusion_of(path, excluded) if excluded else None
+            key = path.resolve()
+            entry = _exclusion_of(path, key, excluded) if excluded else None
             if entry is not None:
                 matched.add(entry)
                 left_out += 1
                 continue
-            key = path.resolve()
             if key in seen:  # A file in two sources would be in both the split's halves.
                 duplicates += 1
                 continue
