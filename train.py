@@ -19,7 +19,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our messages
 
-from srmodel.errors import SRModelError
+# srmodel is imported only after the arguments parse: `import srmodel` loads Keras and TensorFlow (seconds),
+# which --help, and a typo in an option, should not wait for.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +144,7 @@ def _ignored_on_resume(args: argparse.Namespace, given: set[str], saved: dict) -
 
 
 def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
+    from srmodel.errors import SRModelError
     from srmodel.training import TrainSettings, read_state
 
     if args.resume:
@@ -187,6 +189,8 @@ def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
 
 def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]:
     """--balance: absent (False), bare (True: equal) or one non-negative weight per --data source."""
+    from srmodel.errors import SRModelError
+
     if weights is None:
         return False
     if not weights:
@@ -203,6 +207,8 @@ def _balance(weights: list[float] | None, data: list[str]) -> bool | list[float]
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from srmodel.errors import SRModelError
+
     try:
         if args.push:
             if not args.repo_id:

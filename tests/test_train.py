@@ -313,6 +313,23 @@ def test_train_offers_every_registered_loss():
     assert sorted(loss.choices) == sorted(LOSSES)
 
 
+def test_help_and_option_typos_answer_before_tensorflow_loads():
+    """`import srmodel` takes seconds (Keras, TensorFlow); train.py --help and a mistyped option must not wait for it."""
+    probe = (
+        "import runpy, sys\n"
+        "for argv in (['--help'], ['--epochs', 'ten']):\n"
+        "    sys.argv = ['train.py', *argv]\n"
+        "    try:\n"
+        f"        runpy.run_path({str(REPO / 'train.py')!r}, run_name='__main__')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('LOADED', sorted(m for m in ('tensorflow', 'keras', 'srmodel') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert "usage: train.py" in proc.stdout and "invalid int value: 'ten'" in proc.stderr
+    assert "LOADED []" in proc.stdout
+
+
 def _identity_model_folder(path: Path) -> Path:
     """An untrained `default` model: its tail starts at zero, so it returns its input exactly."""
     from srmodel import build_model
