@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--loss", choices=["mse", "l1", "charbonnier", "psnr"], default="mse",
                        help="default mse; psnr: minus each patch's PSNR, so every patch's gain counts in dB "
                             "(see srmodel/losses.py)")
-    model.add_argument("--patience", type=int, default=10,
+    model.add_argument("--patience", type=int,
                        help="early stopping patience on validation PSNR, in epochs (default 10)")
     model.add_argument("--keep", choices=["best", "last"], default="best",
                        help="epoch to export: best validation PSNR (default), or the last one, e.g. when --balance "
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # What --resume may change: how long the run goes on and how many threads it uses. Everything else
 # defines the run (its data, split, model and optimiser) and stays as it was started.
-RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads")
+RESUMABLE_OPTIONS = ("epochs", "max_minutes", "patience", "threads")
 
 
 def options_given(argv: list[str] | None) -> set[str]:
@@ -180,7 +180,7 @@ def settings_from_args(args: argparse.Namespace, given: set[str] | None = None):
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed, sample_seed=args.sample_seed,
         val_split=args.val_split, val_percent=args.val_percent, percent_range=tuple(args.percent_range), min_scale=args.min_scale,
-        patience=args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
+        patience=10 if args.patience is None else args.patience, keep=args.keep, max_minutes=args.max_minutes, exclude=args.exclude,
         init_from=args.init_from, teacher=args.teacher, teacher_weight=args.teacher_weight,
         balance=_balance(args.balance, args.data), strategy=args.strategy,
         mixed_precision=args.mixed_precision, jit=args.jit, threads=args.threads, logical_cpus=args.logical_cpus,

@@ -221,6 +221,34 @@ def _make_checkpoint_callback(settings: TrainSettings, state: dict):
     return ResumableCheckpoint()
 
 
+def _epochs_without_gain(state: dict) -> int:
+    """Finished epochs since validation PSNR last improved (all of them while none has been finite)."""
+    return state.get("epoch", 0) - state.get("best_epoch", 0)
+
+
+def _stopped_early(state: dict, patience: int) -> bool:
+    """Whether Keras' EarlyStopping, with the wait restored below, stops the run after its last finished epoch.
+
+    It stops at the end of an epoch that did not improve once `patience` such epochs have passed, never after the first.
+    """
+    waited = _epochs_without_gain(state)
+    return state.get("epoch", 0) >= 2 and waited >= 1 and waited >= patience
+
+
+def _make_early_stopping(settings: TrainSettings, state: dict):
+    """Keras' EarlyStopping that carries its count across --resume: a resumed run stops where one run would have."""
+    import keras
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)  # starts the count afresh; the run's own count is in `state`
+            if np.isfinite(state.get("best_val_psnr", np.nan)):
+                self.best = state["best_val_psnr"]
+            self.wait = _epochs_without_gain(state)
+
+    return ResumableEarlyStopping(monitor="val_psnr", mode="max", patience=settings.patience)
+
+
 def _load_initial_weights(model, settings: TrainSettings, trained, config: dict) -> None:
     """Fine-tuning: start from a trained model's weights (same architecture, deeper or shallower)."""
     from srmodel.architectures import dropped_blocks, warm_start
@@ -652,7 +680,8 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             settings = _with_recovered_arguments(settings, model)
             state["settings"]["arch_kwargs"] = settings.arch_kwargs
             # What --resume may change is kept for the next --resume too.
-            state["settings"].update(epochs=settings.epochs, max_minutes=settings.max_minutes, threads=settings.threads)
+            state["settings"].update(epochs=settings.epochs, max_minutes=settings.max_minutes, threads=settings.threads,
+                                     patience=settings.patience)
         else:
             try:
                 model = build_model(settings.arch, **settings.arch_kwargs)
@@ -708,7 +737,7 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     callbacks = [
         _make_stop_callback(),
         _make_checkpoint_callback(settings, state),
-        keras.callbacks.EarlyStopping(monitor="val_psnr", mode="max", patience=settings.patience),
+        _make_early_stopping(settings, state),
         keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False),
     ]
@@ -717,12 +746,17 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     if budget_spent:
         print(f"The run has trained {spent / 60:.1f} min, all of its --max-minutes {settings.max_minutes:g}: nothing "
               "to train, exporting it. Pass a larger --max-minutes with --resume to train on.")
+    stopped_early = bool(resume and not budget_spent and _stopped_early(state, settings.patience))
+    if stopped_early:
+        print(f"The run stopped early: validation PSNR has not improved for {_epochs_without_gain(state)} epoch(s), "
+              f"its --patience {settings.patience}. Nothing to train, exporting it. Pass a larger --patience with "
+              "--resume to train on.")
     _STOP_REQUESTED.clear()
     # A SIGINT that the parent chose to ignore (a background job of a script) stays ignored.
     handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {sig: signal.signal(sig, _interrupt) for sig in handled}
     try:
-        if not budget_spent:
+        if not (budget_spent or stopped_early):
             model.fit(
                 train_ds, validation_data=fit_val_ds, epochs=settings.epochs, initial_epoch=state["epoch"],
                 steps_per_epoch=settings.steps_per_epoch, callbacks=callbacks, shuffle=False,

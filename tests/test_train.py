@@ -466,6 +466,73 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
     assert state["epoch"] == 3 and state["settings"]["max_minutes"] == 30 and state["settings"]["batch_size"] == 2
 
 
+def _early_stopping_run(scores, patience, resume_after=None):
+    """Epochs finished before Keras' early stopping (as train() sets it up) ends a run with these val PSNRs.
+
+    With `resume_after`, the run is cut after that many epochs and goes on with a fresh callback, as `--resume` does.
+    """
+    from types import SimpleNamespace
+
+    from srmodel.training import TrainSettings, _make_early_stopping
+
+    settings = TrainSettings(data=["x"], out=Path("unused"), patience=patience)
+    state = {"epoch": 0}
+    cuts = [len(scores)] if resume_after is None else [resume_after, len(scores)]
+    for end in cuts:
+        callback = _make_early_stopping(settings, state)
+        model = SimpleNamespace(stop_training=False)
+        callback.set_model(model)
+        callback.on_train_begin()
+        for epoch in range(state["epoch"], end):
+            value = scores[epoch]
+            if np.isfinite(value) and value > state.get("best_val_psnr", -np.inf):  # as the checkpoint callback does
+                state["best_val_psnr"], state["best_epoch"] = value, epoch + 1
+            state["epoch"] = epoch + 1
+            callback.on_epoch_end(epoch, {"val_psnr": value})
+            if model.stop_training:
+                return state["epoch"], state
+    return state["epoch"], state
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_early_stopping_counts_across_resume(patience):
+    """A resumed run stops where the uninterrupted one does, and `--resume` of a stopped run knows it stopped."""
+    from srmodel.training import _stopped_early
+
+    scores = [20.0, 21.0, 20.5, 20.7, 21.5, 21.2, 21.1, 21.0, 20.9, 21.4, 21.0, 20.0]
+    whole, state = _early_stopping_run(scores, patience)
+    assert whole < len(scores) and _stopped_early(state, patience)  # every patience here stops before the end
+    for cut in range(1, whole):
+        resumed, _ = _early_stopping_run(scores, patience, resume_after=cut)
+        assert resumed == whole, f"cut after epoch {cut}"
+        _, partial = _early_stopping_run(scores[:cut], patience)
+        assert not _stopped_early(partial, patience), f"cut after epoch {cut}"
+    assert not _stopped_early({"epoch": 1}, patience)  # Keras never stops after the first epoch
+
+
+def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(photos, tmp_path, capsys):
+    import train
+
+    out = tmp_path / "run"
+    base = ["--data", str(photos), "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
+            "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    assert train.main([*base, "--epochs", "3", "--patience", "1000"]) == 0
+    state_file = out / "checkpoints" / "state.json"
+    state = json.loads(state_file.read_text())
+    # As if validation peaked in epoch 1 and the run had then stopped with --patience 2 (scores on 6 random images
+    # cannot be made to do that on purpose); the export was lost.
+    state.update(best_epoch=1, epoch=3)
+    state_file.write_text(json.dumps(state))
+    (out / "model.keras").unlink()
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out), "--epochs", "6", "--patience", "2"]) == 0
+    assert "stopped early: validation PSNR has not improved for 2 epoch(s), its --patience 2" in capsys.readouterr().out
+    assert json.loads(state_file.read_text())["epoch"] == 3 and (out / "model.keras").exists()
+    assert train.main(["--resume", "--out", str(out), "--epochs", "4", "--patience", "5"]) == 0
+    state = json.loads(state_file.read_text())
+    assert state["epoch"] == 4 and state["settings"]["patience"] == 5
+
+
 def test_resume_refuses_data_folders_that_changed_since_the_run_started(photos, tmp_path):
     import shutil
 
