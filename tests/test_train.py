@@ -444,12 +444,17 @@ def test_train_py_refuses_bad_settings_and_folders_it_would_overwrite(photos, tm
     assert sorted(p.relative_to(notes).as_posix() for p in notes.rglob("*")) == ["README.md", "empty"]
 
 
+def _small_run(photos: Path, out: Path) -> list[str]:
+    """train.main arguments for a run of a few seconds an epoch (no --epochs: each test sets its own)."""
+    return ["--data", str(photos), "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
+            "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+
+
 def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_path, capsys):
     import train
 
     out = tmp_path / "run"
-    base = ["--data", str(photos), "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
-            "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    base = _small_run(photos, out)
     assert train.main([*base, "--epochs", "3", "--max-minutes", "0.0001"]) == 0
     state_file = out / "checkpoints" / "state.json"
     assert json.loads(state_file.read_text())["epoch"] == 1  # the budget stopped it after one epoch
@@ -514,8 +519,7 @@ def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(
     import train
 
     out = tmp_path / "run"
-    base = ["--data", str(photos), "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "24",
-            "--arch-kwargs", '{"filters": 8, "blocks": 1}', "--out", str(out)]
+    base = _small_run(photos, out)
     assert train.main([*base, "--epochs", "3", "--patience", "1000"]) == 0
     state_file = out / "checkpoints" / "state.json"
     state = json.loads(state_file.read_text())
