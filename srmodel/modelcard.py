@@ -146,6 +146,20 @@ write_image("restored.png", enhancer.enhance(read_image("pixelated.png")))
 
 Or from the command line: `python -m srmodel enhance pixelated.png --out restored/ --model {repo}`.
 
+The Keras model alone takes float32 RGB in [0, 1], shaped (batch, height, width, 3), and returns the same shape:
+
+```python
+import keras
+import srmodel  # registers the custom layers
+from huggingface_hub import hf_hub_download
+
+model = keras.saving.load_model(hf_hub_download("{repo}", "model.keras"), safe_mode=True)
+```
+
+The Hub's generic Keras snippet, `keras.saving.load_model("hf://{repo}")`, does not apply here: it expects the
+unzipped layout that `model.save("hf://...")` writes, while this repo keeps `model.keras` beside srmodel's own
+`config.json`.
+
 ## Training
 
 {_settings_table(config)}

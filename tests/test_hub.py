@@ -403,6 +403,21 @@ def test_model_card_parses_and_holds_the_metrics(model_folder):
     assert folder_card.data.eval_results and 'load_enhancer("USER/NAME")' in folder_card.text
 
 
+def test_the_cards_plain_keras_snippet_loads_the_pushed_model(hub_server, fake_hub, tmp_path):
+    """The card's Keras-only snippet, run as written in a fresh process against the Hub the model went to."""
+    import re
+
+    from srmodel.hub import push_folder
+
+    push_folder(make_model_folder(tmp_path / "model"), "alice/faces")
+    card = fake_hub.files("alice/faces")["README.md"].decode("utf-8")
+    (snippet,) = [block for block in re.findall(r"```python\n(.*?)```", card, re.S) if "hf_hub_download" in block]
+    code = snippet + "import numpy as np\nprint('SHAPE', model(np.zeros((1, 21, 19, 3), 'float32')).shape)\n"
+    result = _run(["-c", code], hf_env(hub_server, tmp_path / "fresh_home", token=None))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SHAPE (1, 21, 19, 3)" in result.stdout
+
+
 def test_model_card_without_metrics_still_renders():
     from huggingface_hub import ModelCard
 
