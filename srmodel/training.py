@@ -227,26 +227,26 @@ def _epochs_without_gain(state: dict) -> int:
 
 
 def _stopped_early(state: dict, patience: int) -> bool:
-    """Whether Keras' EarlyStopping, with the wait restored below, stops the run after its last finished epoch.
-
-    It stops at the end of an epoch that did not improve once `patience` such epochs have passed, never after the first.
-    """
+    """Early stopping's rule, read from the run's state alone, so that a run resumed any number of times stops
+    exactly where one uninterrupted run would: after an epoch without a gain once `patience` such epochs have
+    passed, never after the first. As in Keras' EarlyStopping for finite scores; a NaN or infinite score never
+    counts as a gain (Keras would take a first one as its best)."""
     waited = _epochs_without_gain(state)
     return state.get("epoch", 0) >= 2 and waited >= 1 and waited >= patience
 
 
 def _make_early_stopping(settings: TrainSettings, state: dict):
-    """Keras' EarlyStopping that carries its count across --resume: a resumed run stops where one run would have."""
+    """Stops training by `_stopped_early`; runs after the checkpoint callback, which brings `state` up to date."""
     import keras
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)  # starts the count afresh; the run's own count is in `state`
-            if np.isfinite(state.get("best_val_psnr", np.nan)):
-                self.best = state["best_val_psnr"]
-            self.wait = _epochs_without_gain(state)
+    class EarlyStoppingFromState(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if _stopped_early(state, settings.patience):
+                print(f"\nEarly stopping: validation PSNR has not improved for {_epochs_without_gain(state)} epoch(s) "
+                      f"(--patience {settings.patience}).")
+                self.model.stop_training = True
 
-    return ResumableEarlyStopping(monitor="val_psnr", mode="max", patience=settings.patience)
+    return EarlyStoppingFromState()
 
 
 def _load_initial_weights(model, settings: TrainSettings, trained, config: dict) -> None:
@@ -705,6 +705,10 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
             f"(or --resume from the folder the run started in) to resume {out}, or start a new run."
         )
     state["split_fingerprint"] = fingerprint
+    if resume:  # what --resume changed holds for the next --resume too, even when this one only exports
+        from srmodel.folder import atomic_write_json
+
+        atomic_write_json(ckpt_dir / STATE_FILE, state)
     train_paths = [p for group in train_groups for p in group]
     if skipped:
         print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
@@ -743,14 +747,19 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     ]
     spent = state.get("train_seconds", 0.0)
     budget_spent = bool(resume and settings.max_minutes and spent >= settings.max_minutes * 60)
+    stopped_early = bool(resume and _stopped_early(state, settings.patience))
+    ended, larger = [], []  # why a --resume has nothing to train, and what would let it train on
     if budget_spent:
-        print(f"The run has trained {spent / 60:.1f} min, all of its --max-minutes {settings.max_minutes:g}: nothing "
-              "to train, exporting it. Pass a larger --max-minutes with --resume to train on.")
-    stopped_early = bool(resume and not budget_spent and _stopped_early(state, settings.patience))
+        ended.append(f"the run has trained {spent / 60:.1f} min, all of its --max-minutes {settings.max_minutes:g}")
+        larger.append("--max-minutes")
     if stopped_early:
-        print(f"The run stopped early: validation PSNR has not improved for {_epochs_without_gain(state)} epoch(s), "
-              f"its --patience {settings.patience}. Nothing to train, exporting it. Pass a larger --patience with "
-              "--resume to train on.")
+        ended.append(f"early stopping ends it (validation PSNR has not improved for {_epochs_without_gain(state)} "
+                     f"epoch(s), --patience {settings.patience})")
+        larger.append("--patience")
+    if ended:
+        message = "; ".join(ended)
+        print(f"{message[0].upper()}{message[1:]}. Nothing to train, exporting it. Pass a larger "
+              f"{' and a larger '.join(larger)} with --resume to train on.")
     _STOP_REQUESTED.clear()
     # A SIGINT that the parent chose to ignore (a background job of a script) stays ignored.
     handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])

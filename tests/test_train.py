@@ -460,7 +460,7 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
     assert json.loads(state_file.read_text())["epoch"] == 1  # the budget stopped it after one epoch
     capsys.readouterr()
     assert train.main(["--resume", "--out", str(out)]) == 0
-    assert "all of its --max-minutes 0.0001: nothing to train" in capsys.readouterr().out
+    assert "all of its --max-minutes 0.0001. Nothing to train, exporting it" in capsys.readouterr().out
     assert json.loads(state_file.read_text())["epoch"] == 1
     # The run's own options pass, its folder written another way too; a different value is named, even a default one.
     assert train.main(["--resume", *base[2:], "--data", f"{photos}/", "--max-minutes", "30", "--batch-size", "16",
@@ -472,7 +472,7 @@ def test_resume_takes_a_new_time_budget_and_names_what_it_ignores(photos, tmp_pa
 
 
 def _early_stopping_run(scores, patience, resume_after=None):
-    """Epochs finished before Keras' early stopping (as train() sets it up) ends a run with these val PSNRs.
+    """Epochs finished before early stopping (as train() sets it up) ends a run with these val PSNRs, and its state.
 
     With `resume_after`, the run is cut after that many epochs and goes on with a fresh callback, as `--resume` does.
     """
@@ -482,8 +482,7 @@ def _early_stopping_run(scores, patience, resume_after=None):
 
     settings = TrainSettings(data=["x"], out=Path("unused"), patience=patience)
     state = {"epoch": 0}
-    cuts = [len(scores)] if resume_after is None else [resume_after, len(scores)]
-    for end in cuts:
+    for end in [len(scores)] if resume_after is None else [resume_after, len(scores)]:
         callback = _make_early_stopping(settings, state)
         model = SimpleNamespace(stop_training=False)
         callback.set_model(model)
@@ -499,20 +498,48 @@ def _early_stopping_run(scores, patience, resume_after=None):
     return state["epoch"], state
 
 
+def _keras_early_stopping_run(scores, patience):
+    """Epochs finished before Keras' own EarlyStopping ends one uninterrupted run with these val PSNRs."""
+    from types import SimpleNamespace
+
+    import keras
+
+    callback = keras.callbacks.EarlyStopping(monitor="val_psnr", mode="max", patience=patience)
+    model = SimpleNamespace(stop_training=False)
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, value in enumerate(scores):
+        callback.on_epoch_end(epoch, {"val_psnr": value})
+        if model.stop_training:
+            return epoch + 1
+    return len(scores)
+
+
 @pytest.mark.parametrize("patience", [0, 1, 2, 3])
-def test_early_stopping_counts_across_resume(patience):
-    """A resumed run stops where the uninterrupted one does, and `--resume` of a stopped run knows it stopped."""
+@pytest.mark.parametrize("scores", [
+    [20.0, 21.0, 20.5, 20.7, 21.5, 21.2, 21.1, 21.0, 20.9, 21.4, 21.0, 20.0],
+    [25.0, 24.0, 26.0, float("nan"), 25.0, 24.0, 23.0, 22.0, 21.0],
+    [float("nan"), 20.0, 21.0, 21.5, 21.0, 20.0, 19.0, 18.0, 17.0],  # diverged, then recovered
+    [float("inf"), 30.0, 29.0, 28.0, 27.0, 26.0],  # an exact reconstruction scores +inf
+    [float("nan")] * 6,
+])
+def test_early_stopping_counts_across_resume(patience, scores):
+    """A run resumed anywhere stops where the uninterrupted one does, and `--resume` of a stopped run knows it.
+
+    For finite scores that is where Keras' EarlyStopping stops; a NaN or infinite score never counts as a gain.
+    """
     from srmodel.training import _stopped_early
 
-    scores = [20.0, 21.0, 20.5, 20.7, 21.5, 21.2, 21.1, 21.0, 20.9, 21.4, 21.0, 20.0]
     whole, state = _early_stopping_run(scores, patience)
-    assert whole < len(scores) and _stopped_early(state, patience)  # every patience here stops before the end
+    assert whole < len(scores) and _stopped_early(state, patience)  # every case here stops before the end
+    if all(np.isfinite(scores[: whole])):
+        assert whole == _keras_early_stopping_run(scores, patience)
     for cut in range(1, whole):
         resumed, _ = _early_stopping_run(scores, patience, resume_after=cut)
         assert resumed == whole, f"cut after epoch {cut}"
         _, partial = _early_stopping_run(scores[:cut], patience)
         assert not _stopped_early(partial, patience), f"cut after epoch {cut}"
-    assert not _stopped_early({"epoch": 1}, patience)  # Keras never stops after the first epoch
+    assert not _stopped_early({"epoch": 1}, patience)  # never after the first epoch, as in Keras
 
 
 def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(photos, tmp_path, capsys):
@@ -525,13 +552,19 @@ def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(
     state = json.loads(state_file.read_text())
     # As if validation peaked in epoch 1 and the run had then stopped with --patience 2 (scores on 6 random images
     # cannot be made to do that on purpose); the export was lost.
+    state["settings"]["patience"] = 2
     state.update(best_epoch=1, epoch=3)
     state_file.write_text(json.dumps(state))
     (out / "model.keras").unlink()
     capsys.readouterr()
-    assert train.main(["--resume", "--out", str(out), "--epochs", "6", "--patience", "2"]) == 0
-    assert "stopped early: validation PSNR has not improved for 2 epoch(s), its --patience 2" in capsys.readouterr().out
+    assert train.main(["--resume", "--out", str(out), "--epochs", "6"]) == 0
+    assert ("Early stopping ends it (validation PSNR has not improved for 2 epoch(s), --patience 2). Nothing to "
+            "train, exporting it. Pass a larger --patience with --resume") in capsys.readouterr().out
     assert json.loads(state_file.read_text())["epoch"] == 3 and (out / "model.keras").exists()
+    # A lower --patience that only exports is kept for the next --resume too.
+    assert train.main(["--resume", "--out", str(out), "--patience", "1"]) == 0
+    assert json.loads(state_file.read_text())["settings"]["patience"] == 1
+    assert "--patience 1)" in capsys.readouterr().out
     assert train.main(["--resume", "--out", str(out), "--epochs", "4", "--patience", "5"]) == 0
     state = json.loads(state_file.read_text())
     assert state["epoch"] == 4 and state["settings"]["patience"] == 5
