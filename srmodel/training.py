@@ -506,14 +506,37 @@ def export_folder(model, settings: TrainSettings, metrics: dict, val_ds, extra: 
     metrics_doc = {
         "validation": {"percent": settings.val_percent, "patch_size": settings.patch_size, **metrics},
     }
+    keep_card = _card_edited_by_hand(out)
     atomic_save_model(clean, out / MODEL_FILE)
     atomic_write_json(out / CONFIG_FILE, config)
     atomic_write_json(out / METRICS_FILE, metrics_doc)
     from srmodel.modelcard import render_model_card
 
-    atomic_write_bytes(out / CARD_FILE, render_model_card(config, metrics_doc).encode("utf-8"))
+    if keep_card:
+        print(f"note: {out / CARD_FILE} is not the card srmodel wrote for this run (edited by hand?), so it is kept as "
+              "it is; its results may now be out of date. Delete it and --resume again for a fresh card.",
+              file=sys.stderr)
+    else:
+        atomic_write_bytes(out / CARD_FILE, render_model_card(config, metrics_doc).encode("utf-8"))
     write_samples(clean, val_ds, out / SAMPLES_FILE)
     return out
+
+
+def _card_edited_by_hand(out: Path) -> bool:
+    """Whether the folder's model card differs from the one srmodel rendered from its config and metrics.
+
+    A --resume exports again, and a card the user edited (to publish it, say) must not be overwritten unasked.
+    """
+    from srmodel.folder import CARD_FILE, CONFIG_FILE, METRICS_FILE
+    from srmodel.modelcard import render_model_card
+
+    try:
+        card = (out / CARD_FILE).read_text(encoding="utf-8")
+        config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+        return card != render_model_card(config, metrics)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False  # no card yet, or no record of what it was rendered from: write one
 
 
 def _process_is_alive(pid: int) -> bool:
@@ -752,6 +775,9 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
     if budget_spent:
         ended.append(f"the run has trained {spent / 60:.1f} min, all of its --max-minutes {settings.max_minutes:g}")
         larger.append("--max-minutes")
+    if resume and state["epoch"] >= settings.epochs:
+        ended.append(f"the run has finished all of its --epochs {settings.epochs}")
+        larger.append("--epochs")
     if stopped_early:
         ended.append(f"early stopping ends it (validation PSNR has not improved for {_epochs_without_gain(state)} "
                      f"epoch(s), --patience {settings.patience})")

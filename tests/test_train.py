@@ -570,6 +570,25 @@ def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(
     assert state["epoch"] == 4 and state["settings"]["patience"] == 5
 
 
+def test_resume_of_a_finished_run_says_so_and_keeps_a_card_edited_by_hand(photos, tmp_path, capsys):
+    import train
+
+    out = tmp_path / "run"
+    assert train.main([*_small_run(photos, out), "--epochs", "1"]) == 0
+    card = out / "README.md"
+    fresh = card.read_text(encoding="utf-8")
+    card.write_text(fresh + "\nMy own notes.\n", encoding="utf-8")
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "The run has finished all of its --epochs 1. Nothing to train, exporting it. Pass a larger --epochs" in captured.out
+    assert "is not the card srmodel wrote for this run (edited by hand?), so it is kept" in captured.err
+    assert card.read_text(encoding="utf-8").endswith("My own notes.\n")
+    card.unlink()  # as the note says: delete it for a fresh one
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    assert card.read_text(encoding="utf-8") == fresh and "kept" not in capsys.readouterr().err
+
+
 def test_resume_refuses_data_folders_that_changed_since_the_run_started(photos, tmp_path):
     import shutil
 
