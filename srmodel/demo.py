@@ -28,7 +28,7 @@ import gradio as gr
 import numpy as np
 
 from srmodel.degrade import percent_settings, pixelate
-from srmodel.errors import ImageError, ModelLoadError
+from srmodel.errors import ImageError, ModelLoadError, SRModelError
 
 log = logging.getLogger("srmodel.demo")
 
@@ -62,16 +62,20 @@ def load_serving_model(source: str | None, precision: str | None = None) -> Serv
         return ServingModel(load_enhancer(source, precision), source)
     except Exception as exc:  # noqa: BLE001  (Hub, network and IO failures all mean "fall back")
         log.warning("Could not load model %r (%s); falling back to the bundled default.", source, exc)
-        notice = (
-            f"Could not load the requested model `{source}` "
-            f"({type(exc).__name__}: {str(exc)[:300]}). Serving the bundled default model instead."
-        )
+        notice = f"Could not load the requested model `{source}` ({_reason(exc)}). Serving the bundled default model instead."
         try:
             return ServingModel(load_enhancer(None, precision), source, notice)
         except ModelLoadError as fallback_exc:
             raise ModelLoadError(
                 f"Could not load {source!r} ({exc}), nor the bundled default model ({fallback_exc})"
             ) from fallback_exc
+
+
+def _reason(exc: Exception, limit: int = 600) -> str:
+    """Why loading failed, as a visitor may read it: our own errors as written (they are meant for people, and
+    may end in a link), others with their type; a very long one is cut at a space, never inside a word or link."""
+    text = str(exc) if isinstance(exc, SRModelError) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,7 +94,7 @@ def model_origin(info: dict) -> str:
     source = str(info.get("source") or "")
     path = info.get("path")
     if source == "bundled" or (path and Path(path).resolve() == _bundled_dir()):
-        return "the bundled model (`srmodel/bundled/default`)"
+        return "the project's bundled weights (`srmodel/bundled/default`)"
     if path:
         return f"local folder `{path}`"
     return f"`{source}`" if source else "unknown source"

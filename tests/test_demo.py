@@ -45,6 +45,26 @@ def test_unreachable_model_falls_back_to_bundled_with_a_notice(fake_hub):
     assert "alice/pixel-fixer" in serving.notice and "bundled default" in serving.notice
 
 
+def test_the_fallback_notice_keeps_our_message_whole_and_cuts_others_between_words(monkeypatch):
+    import srmodel.hub
+
+    link = "https://huggingface.co/settings/tokens"
+    ours = "Model alice/x was not found on the Hub, or it is private. " + "Check the name. " * 20 + f"See {link})."
+    theirs = "word " * 200
+
+    def load_enhancer(source=None, precision=None):
+        if source is None:
+            return FakeEnhancer({"source": "bundled", "path": "bundled"})
+        raise ModelLoadError(ours) if source == "alice/x" else RuntimeError(theirs)
+
+    monkeypatch.setattr(srmodel.hub, "load_enhancer", load_enhancer)
+    notice = demo.load_serving_model("alice/x").notice
+    assert f"({ours}). Serving the bundled default model instead." in notice and "ModelLoadError" not in notice
+    notice = demo.load_serving_model("alice/y").notice
+    assert "(RuntimeError: word word" in notice and notice.endswith("word …). Serving the bundled default model instead.")
+    assert len(notice) < 700
+
+
 def test_no_fallback_notice_for_the_default_model(fake_hub):
     assert demo.load_serving_model(None).notice is None
 
