@@ -228,8 +228,8 @@ def push_folder(
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         api.create_commit(
             repo_id,
-            operations=[CommitOperationAdd(path_in_repo=n, path_or_fileobj=_upload_source(folder / n, repo_id, config,
-                                                                                         metrics))
+            operations=[CommitOperationAdd(path_in_repo=n,
+                                           path_or_fileobj=_upload_source(folder / n, repo_id, config, metrics, revision))
                         for n in names],
             commit_message=message,
             revision=revision,
@@ -278,11 +278,12 @@ def public_config(config: dict) -> dict:
     return {**config, "training": {**training, **{k: public(training[k]) for k in PATH_SETTINGS if k in training}}}
 
 
-def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict) -> str | bytes:
+def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict, revision: str | None = None) -> str | bytes:
     """What to upload for a folder file: the card and config made for the repo, anything else as is.
 
     The card was written before the repo was known. One as srmodel wrote it is written again for the repo (its
-    title and usage snippet name it); in a hand-edited one only the "USER/NAME" placeholder changes. Neither
+    title and usage snippets name it, and the branch it goes to); in a hand-edited one only the "USER/NAME"
+    placeholder changes. Neither
     the config nor a regenerated card shows absolute local paths (`public_config`).
     """
     public = public_config(config)
@@ -291,7 +292,7 @@ def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict) -> str
 
         text = path.read_text(encoding="utf-8")
         if text == render_model_card(config, metrics):
-            return render_model_card(public, metrics, repo_id).encode("utf-8")
+            return render_model_card(public, metrics, repo_id, revision).encode("utf-8")
         if PLACEHOLDER_REPO in text:
             return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")
     if path.name == CONFIG_FILE and public != config:

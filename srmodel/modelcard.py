@@ -7,6 +7,7 @@ with validation PSNR/SSIM, so the Hub shows the numbers and `huggingface_hub.Mod
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import PurePath
 from typing import Any
 
@@ -104,12 +105,20 @@ def _settings_table(config: dict) -> str:
     return "\n".join(["| Setting | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
-def render_model_card(config: dict, metrics: dict, repo_id: str | None = None) -> str:
-    """Returns README.md text for a model folder; `repo_id` fills the usage snippet (a placeholder otherwise)."""
+def render_model_card(config: dict, metrics: dict, repo_id: str | None = None, revision: str | None = None) -> str:
+    """Returns README.md text for a model folder; `repo_id` fills the usage snippets (a placeholder otherwise).
+
+    A card pushed to a branch other than main loads from that branch: copied from its page, a snippet that
+    loaded main's model would silently give another model.
+    """
     config, metrics = config or {}, metrics or {}
     arch_name = (config.get("architecture") or {}).get("name", "default")
     model_name = repo_id.split("/")[-1] if repo_id else f"srmodel-{arch_name}"
     repo = repo_id or PLACEHOLDER_REPO
+    branch = revision if revision and revision != "main" else None
+    source = json.dumps(f"{repo}@{branch}" if branch else repo)  # a Python string literal
+    download = f'{json.dumps(repo)}, "model.keras"' + (f", revision={json.dumps(branch)}" if branch else "")
+    cli_source = shlex.quote(f"{repo}@{branch}" if branch else repo)
     validation = metrics.get("validation") or {}
     percent = validation.get("percent", (config.get("pixelation") or {}).get("validation_percent", "?"))
     images, patch = validation.get("images", "?"), validation.get("patch_size", "?")
@@ -140,11 +149,11 @@ With the srmodel package installed (it registers the custom layers the model nee
 import srmodel
 from srmodel.images import read_image, write_image
 
-enhancer = srmodel.load_enhancer("{repo}")  # add "@<revision>" to pin a branch or commit
+enhancer = srmodel.load_enhancer({source})  # add "@<revision>" to pin a branch or commit
 write_image("restored.png", enhancer.enhance(read_image("pixelated.png")))
 ```
 
-Or from the command line: `python -m srmodel enhance pixelated.png --out restored/ --model {repo}`.
+Or from the command line: `python -m srmodel enhance pixelated.png --out restored/ --model {cli_source}`.
 
 The Keras model alone takes float32 RGB in [0, 1], shaped (batch, height, width, 3), and returns the same shape:
 
@@ -153,7 +162,7 @@ import keras
 import srmodel  # registers the custom layers
 from huggingface_hub import hf_hub_download
 
-model = keras.saving.load_model(hf_hub_download("{repo}", "model.keras"), safe_mode=True)
+model = keras.saving.load_model(hf_hub_download({download}), safe_mode=True)
 ```
 
 The Hub's generic Keras snippet, `keras.saving.load_model("hf://{repo}")`, does not apply here: it expects the

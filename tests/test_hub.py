@@ -403,19 +403,36 @@ def test_model_card_parses_and_holds_the_metrics(model_folder):
     assert folder_card.data.eval_results and 'load_enhancer("USER/NAME")' in folder_card.text
 
 
-def test_the_cards_plain_keras_snippet_loads_the_pushed_model(hub_server, fake_hub, tmp_path):
-    """The card's Keras-only snippet, run as written in a fresh process against the Hub the model went to."""
+@pytest.mark.parametrize("revision", [None, "experiment"])
+def test_the_cards_plain_keras_snippet_loads_the_pushed_model(hub_server, fake_hub, tmp_path, revision):
+    """The card's Keras-only snippet, run as written in a fresh process, loads the very model the card came with,
+    also from a branch (whose card must not point at main's model)."""
     import re
+
+    import keras
 
     from srmodel.hub import push_folder
 
-    push_folder(make_model_folder(tmp_path / "model"), "alice/faces")
-    card = fake_hub.files("alice/faces")["README.md"].decode("utf-8")
+    push_folder(make_model_folder(tmp_path / "main", seed=0), "alice/faces")
+    pushed = tmp_path / "main"
+    if revision:
+        pushed = make_model_folder(tmp_path / "branch", seed=1)
+        push_folder(pushed, "alice/faces", revision=revision)
+    card = fake_hub.files("alice/faces", revision or "main")["README.md"].decode("utf-8")
+    where = f"alice/faces@{revision}" if revision else "alice/faces"
+    assert f'srmodel.load_enhancer("{where}")' in card and f"--model {where}`" in card
     (snippet,) = [block for block in re.findall(r"```python\n(.*?)```", card, re.S) if "hf_hub_download" in block]
-    code = snippet + "import numpy as np\nprint('SHAPE', model(np.zeros((1, 21, 19, 3), 'float32')).shape)\n"
+    code = snippet + (
+        "import numpy as np\n"
+        "print('SHAPE', model(np.zeros((1, 21, 19, 3), 'float32')).shape)\n"
+        "print('WEIGHTS', sum(float(np.abs(w).sum()) for w in model.get_weights()))\n"
+    )
     result = _run(["-c", code], hf_env(hub_server, tmp_path / "fresh_home", token=None))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SHAPE (1, 21, 19, 3)" in result.stdout
+    expected = sum(float(np.abs(w).sum()) for w in keras.saving.load_model(pushed / "model.keras").get_weights())
+    (weights,) = re.findall(r"WEIGHTS (\S+)", result.stdout)
+    assert float(weights) == pytest.approx(expected, rel=1e-6)
 
 
 def test_model_card_without_metrics_still_renders():
