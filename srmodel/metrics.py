@@ -11,13 +11,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+MAX_PSNR = 100.0  # dB, for identical images: an infinite score would make every mean infinite
+
 
 @keras.saving.register_keras_serializable(package="srmodel")
 def psnr(y_true, y_pred):
-    """Per-image PSNR in dB of float images in [0, 1] (Keras metric: averaged over the batch)."""
+    """Per-image PSNR in dB of float images in [0, 1] (Keras metric: averaged over the batch).
+
+    Capped at `MAX_PSNR`, so one exactly restored image cannot turn a batch's (or an epoch's) mean into
+    infinity; NaN, from a diverged model, stays NaN.
+    """
     y_true = tf.cast(y_true, tf.float32)
     y_pred = tf.clip_by_value(tf.cast(y_pred, tf.float32), 0.0, 1.0)
-    return tf.image.psnr(y_true, y_pred, max_val=1.0)
+    value = tf.image.psnr(y_true, y_pred, max_val=1.0)
+    return tf.where(value > MAX_PSNR, tf.constant(MAX_PSNR, value.dtype), value)
 
 
 @keras.saving.register_keras_serializable(package="srmodel")
@@ -36,9 +43,8 @@ def _as_batch(image: np.ndarray) -> tf.Tensor:
 
 
 def image_psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    """PSNR of one float image in [0, 1] against its reference (capped at 100 dB for identical images)."""
-    value = float(psnr(_as_batch(reference), _as_batch(image))[0].numpy())
-    return min(value, 100.0) if np.isfinite(value) else 100.0
+    """PSNR of one float image in [0, 1] against its reference (`MAX_PSNR` for identical ones, NaN if it holds NaN)."""
+    return float(psnr(_as_batch(reference), _as_batch(image))[0].numpy())
 
 
 def image_ssim(reference: np.ndarray, image: np.ndarray) -> float:

@@ -28,3 +28,18 @@ def test_identical_images_and_tiny_images():
     image = np.full((5, 5, 3), 0.5, np.float32)
     assert image_psnr(image, image) == 100.0
     assert image_ssim(image, image) == pytest.approx(1.0)
+
+
+def test_the_keras_metric_caps_identical_images_and_keeps_nan():
+    """One exactly restored image must not make an epoch's mean PSNR infinite; a diverged model's NaN must not
+    pass for a perfect score (image_psnr once returned 100 dB for it)."""
+    from srmodel.metrics import MAX_PSNR, psnr
+
+    rng = np.random.default_rng(1)
+    reference = rng.random((3, 16, 16, 3)).astype(np.float32)
+    restored = reference.copy()
+    restored[1] += 0.05
+    restored[2, 0, 0, 0] = np.nan
+    values = np.asarray(psnr(reference, restored))
+    assert values[0] == MAX_PSNR and 20 < values[1] < 40 and np.isnan(values[2])
+    assert np.isnan(image_psnr(reference[2], restored[2]))
