@@ -1,6 +1,6 @@
 """The model card (README.md) written next to every trained model and shown on its Hub page.
 
-The YAML front matter carries the Hub metadata (library, task, license, datasets) and a `model-index`
+The YAML front matter carries the Hub metadata (library, task, licence) and a `model-index`
 with validation PSNR/SSIM, so the Hub shows the numbers and `huggingface_hub.ModelCard` can read them back.
 """
 
@@ -30,11 +30,6 @@ def _training_sets(config: dict) -> list[str]:
         if name and name.lower() not in {n.lower() for n in names}:
             names.append(name)
     return names
-
-
-def _datasets(config: dict) -> list[str]:
-    """The training (and validation) sets, for the card's `datasets` metadata."""
-    return _training_sets(config) or ["unspecified"]
 
 
 def _metadata(config: dict, metrics: dict, model_name: str) -> str:
@@ -67,7 +62,8 @@ def _metadata(config: dict, metrics: dict, model_name: str) -> str:
         license="other",
         license_name="training-data-terms",
         tags=TAGS,
-        datasets=_datasets(config),
+        # No `datasets`: the Hub links each entry to huggingface.co/datasets/NAME, and --data names local folders
+        # (and LFW's own site), not Hub datasets. The card's text names them.
         model_name=model_name,
         eval_results=results or None,
     )
