@@ -168,7 +168,8 @@ def check_write_access(repo_id: str, token: str | None = None) -> str:
     if namespace != user and namespace not in orgs:
         raise HubAuthError(
             f"Your token belongs to {user!r}, who is not a member of {namespace!r}, so it cannot push to "
-            f"{repo_id}. Use a repo id under {[user, *orgs]} or log in as another user. {LOGIN_HINT}"
+            f"{repo_id}. Use a repo id like {' or '.join(repr(f'{name}/NAME') for name in [user, *orgs])}, or log in as "
+            f"another user. {LOGIN_HINT}"
         )
     if not _can_write(info.get("auth") or {}, namespace, repo_id):
         raise HubAuthError(

@@ -275,7 +275,8 @@ def test_check_write_access(hub_server, monkeypatch):
     assert check_write_access("bob/faces", token=OTHER_TOKEN) == "bob"
     assert check_write_access("alice-org/faces", token=FINE_WRITE_TOKEN) == "alice"
     cases = [
-        ("bob/faces", WRITE_TOKEN, "belongs to 'alice', who is not a member of 'bob'"),
+        ("bob/faces", WRITE_TOKEN, "belongs to 'alice', who is not a member of 'bob', so it cannot push to bob/faces. "
+                                  "Use a repo id like 'alice/NAME' or 'alice-org/NAME', or log in"),
         ("alice/faces", READ_TOKEN, "cannot write to alice/faces: it is read-only"),
         ("alice/faces", FINE_GRAINED_TOKEN, "cannot write to alice/faces"),
         ("alice/faces", FINE_WRITE_TOKEN, "cannot write to alice/faces"),
