@@ -224,10 +224,20 @@ def prepare_out(out: Path) -> str | None:
 
 
 def _load_enhancer(source: str | None, precision: str | None = None):
-    """Imported on first use: the Hub client is not needed to check the arguments and inputs."""
+    """Imported on first use: the Hub client is not needed to check the arguments and inputs.
+
+    A Hub model is announced before the download (which may wait on the network) and named, with its commit, after.
+    """
     from srmodel.hub import load_enhancer
 
-    return load_enhancer(source, precision=precision)
+    from_hub = source not in (None, "bundled") and not Path(source).expanduser().is_dir()
+    if from_hub:
+        print(f"Fetching {source} from the Hugging Face Hub (or its local cache) ...", file=sys.stderr)
+    enhancer = load_enhancer(source, precision=precision)
+    info = enhancer.info
+    if info.get("source") == "hub":
+        print(f"Model: {info['repo_id']} at commit {str(info['revision'])[:12]} ({info['architecture']})", file=sys.stderr)
+    return enhancer
 
 
 def _process(

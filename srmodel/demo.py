@@ -58,6 +58,7 @@ def load_serving_model(source: str | None, precision: str | None = None) -> Serv
 
     if not source:
         return ServingModel(load_enhancer(None, precision), None)
+    log.info("Loading model %r (from the Hugging Face Hub unless it is a local folder) ...", source)
     try:
         return ServingModel(load_enhancer(source, precision), source)
     except Exception as exc:  # noqa: BLE001  (Hub, network and IO failures all mean "fall back")

@@ -331,6 +331,22 @@ def test_cli_push_uploads_and_prints_url(hub_server, fake_hub, model_folder, tmp
     _no_token_in_files(tmp_path / "cli_home")
 
 
+def test_enhance_from_the_hub_says_what_it_fetches_and_which_commit_it_got(hub_server, fake_hub, tmp_path):
+    from PIL import Image
+
+    from srmodel.hub import push_folder
+
+    push_folder(make_model_folder(tmp_path / "model"), "alice/faces")
+    sha = fake_hub.repos["alice/faces"].branches["main"]
+    Image.fromarray(IMAGE).save(tmp_path / "a.png")
+    result = _run(["-m", "srmodel", "enhance", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model",
+                   "alice/faces"], hf_env(hub_server, tmp_path / "fresh_home", token=None))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Fetching alice/faces from the Hugging Face Hub (or its local cache) ..." in result.stderr
+    assert f"Model: alice/faces at commit {sha[:12]} (default)" in result.stderr
+    assert result.stderr.index("Fetching") < result.stderr.index("Model:")
+
+
 def test_push_shows_no_absolute_local_paths(hub_server, fake_hub, tmp_path):
     from srmodel.hub import push_folder
     from srmodel.modelcard import render_model_card
