@@ -236,7 +236,8 @@ def _load_enhancer(source: str | None, precision: str | None = None):
     enhancer = load_enhancer(source, precision=precision)
     info = enhancer.info
     if info.get("source") == "hub":
-        print(f"Model: {info['repo_id']} at commit {str(info['revision'])[:12]} ({info['architecture']})", file=sys.stderr)
+        commit = str(info["revision"])[:12]
+        print(f"Model: {info['repo_id']} at commit {commit} ({info['architecture']})", file=sys.stderr)
     return enhancer
 
 

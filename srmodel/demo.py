@@ -63,7 +63,8 @@ def load_serving_model(source: str | None, precision: str | None = None) -> Serv
         return ServingModel(load_enhancer(source, precision), source)
     except Exception as exc:  # noqa: BLE001  (Hub, network and IO failures all mean "fall back")
         log.warning("Could not load model %r (%s); falling back to the bundled default.", source, exc)
-        notice = f"Could not load the requested model `{source}` ({_reason(exc)}). Serving the bundled default model instead."
+        notice = (f"Could not load the requested model `{source}` ({_reason(exc)}). "
+                  "Serving the bundled default model instead.")
         try:
             return ServingModel(load_enhancer(None, precision), source, notice)
         except ModelLoadError as fallback_exc:

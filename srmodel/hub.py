@@ -166,10 +166,10 @@ def check_write_access(repo_id: str, token: str | None = None) -> str:
     user = info.get("name", "?")
     orgs = [org.get("name") for org in info.get("orgs") or [] if isinstance(org, dict)]
     if namespace != user and namespace not in orgs:
+        usable = " or ".join(repr(f"{name}/NAME") for name in [user, *orgs])
         raise HubAuthError(
             f"Your token belongs to {user!r}, who is not a member of {namespace!r}, so it cannot push to "
-            f"{repo_id}. Use a repo id like {' or '.join(repr(f'{name}/NAME') for name in [user, *orgs])}, or log in as "
-            f"another user. {LOGIN_HINT}"
+            f"{repo_id}. Use a repo id like {usable}, or log in as another user. {LOGIN_HINT}"
         )
     if not _can_write(info.get("auth") or {}, namespace, repo_id):
         raise HubAuthError(
@@ -229,9 +229,11 @@ def push_folder(
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         api.create_commit(
             repo_id,
-            operations=[CommitOperationAdd(path_in_repo=n,
-                                           path_or_fileobj=_upload_source(folder / n, repo_id, config, metrics, revision))
-                        for n in names],
+            operations=[
+                CommitOperationAdd(path_in_repo=n, path_or_fileobj=_upload_source(folder / n, repo_id, config, metrics,
+                                                                                  revision))
+                for n in names
+            ],
             commit_message=message,
             revision=revision,
             repo_type="model",
@@ -284,8 +286,7 @@ def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict, revisi
 
     The card was written before the repo was known. One as srmodel wrote it is written again for the repo (its
     title and usage snippets name it, and the branch it goes to); in a hand-edited one only the "USER/NAME"
-    placeholder changes. Neither
-    the config nor a regenerated card shows absolute local paths (`public_config`).
+    placeholder changes. Neither the config nor a regenerated card shows absolute local paths (`public_config`).
     """
     public = public_config(config)
     if path.name == "README.md":

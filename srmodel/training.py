@@ -779,8 +779,9 @@ def _train(settings: TrainSettings, resume: bool) -> Path:
         ended.append(f"the run has finished all of its --epochs {settings.epochs}")
         larger.append("--epochs")
     if stopped_early:
-        ended.append(f"early stopping ends it (validation PSNR has not improved for {_epochs_without_gain(state)} "
-                     f"epoch(s), --patience {settings.patience})")
+        waited = _epochs_without_gain(state)
+        ended.append(f"early stopping ends the run (validation PSNR has not improved for {waited} epoch(s), "
+                     f"--patience {settings.patience})")
         larger.append("--patience")
     if ended:
         message = "; ".join(ended)

@@ -558,7 +558,7 @@ def test_resume_of_an_early_stopped_run_exports_and_a_larger_patience_trains_on(
     (out / "model.keras").unlink()
     capsys.readouterr()
     assert train.main(["--resume", "--out", str(out), "--epochs", "6"]) == 0
-    assert ("Early stopping ends it (validation PSNR has not improved for 2 epoch(s), --patience 2). Nothing to "
+    assert ("Early stopping ends the run (validation PSNR has not improved for 2 epoch(s), --patience 2). Nothing to "
             "train, exporting it. Pass a larger --patience with --resume") in capsys.readouterr().out
     assert json.loads(state_file.read_text())["epoch"] == 3 and (out / "model.keras").exists()
     # A lower --patience that only exports is kept for the next --resume too.
