@@ -7,7 +7,9 @@ Every Hub call goes through `huggingface_hub`, so its token lookup (`HF_TOKEN`, 
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import os
 import re
 import sys
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 LOGIN_HINT = "Log in with `hf auth login`, or set HF_TOKEN=hf_... (create a token at https://huggingface.co/settings/tokens)."
 DOWNLOAD_FILES = [MODEL_FILE, CONFIG_FILE, METRICS_FILE]
 _REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[^\s@]+))?$")
+# HTTP statuses of the Hub's answers to the model API during one `_download` (None outside one): huggingface_hub
+# quietly falls back to a cached copy when the Hub refuses, and a refusal is worth saying.
+_REFUSALS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("srmodel_hub_refusals", default=None)
+log = logging.getLogger("srmodel.hub")
 
 
 class PushError(SRModelError):
@@ -78,8 +84,15 @@ def _bound_hub_waits() -> None:
 def _add_wait_limits(client: Any) -> Any:
     hooks = client.event_hooks
     if _limit_unbounded_waits not in hooks["request"]:
-        client.event_hooks = {**hooks, "request": [*hooks["request"], _limit_unbounded_waits]}
+        client.event_hooks = {**hooks, "request": [*hooks["request"], _limit_unbounded_waits],
+                              "response": [*hooks.get("response", []), _note_refusal]}
     return client
+
+
+def _note_refusal(response: Any) -> None:
+    seen = _REFUSALS.get()
+    if seen is not None and response.status_code >= 400 and "/api/models/" in str(response.request.url.path):
+        seen.append(response.status_code)
 
 
 def _limit_unbounded_waits(request: Any) -> None:
@@ -331,10 +344,19 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
     where = f"{repo_id}@{revision}" if revision else repo_id
     _bound_hub_waits()
+    refusals: list[int] = []
+    context = _REFUSALS.set(refusals)
     try:
-        return Path(
+        snapshot = Path(
             snapshot_download(repo_id, revision=revision, repo_type="model", allow_patterns=DOWNLOAD_FILES)
         )
+        if refusals:
+            log.warning(
+                "The Hub refused the request for %s (HTTP %s); using the copy in the local cache (commit %s). If the "
+                "repo was deleted or your access revoked, that copy is all that is left.",
+                where, refusals[-1], snapshot.name[:12],
+            )
+        return snapshot
     except RevisionNotFoundError:
         raise ModelLoadError(
             f"Revision {revision!r} does not exist in {repo_id} on the Hub. Use a branch, tag or commit sha of that "
@@ -376,6 +398,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
                 f"({type(exc).__name__}). Check your connection and try again."
             ) from None
         raise
+    finally:
+        _REFUSALS.reset(context)
 
 
 def load_parts(source: str | None = None) -> tuple[Any, dict, dict, dict]:

@@ -236,6 +236,28 @@ def test_a_model_that_cannot_restore_images_is_refused_at_load(tmp_path, kind, m
         load_enhancer(str(folder))
 
 
+def test_a_cached_copy_used_because_the_hub_refused_is_named(hub_server, fake_hub, model_folder, tmp_path,
+                                                               monkeypatch, caplog):
+    """huggingface_hub falls back to the cache when the Hub refuses (a revoked token, a deleted or private repo);
+    the model still loads, but the user hears of it. A normal load says nothing of the kind."""
+    import logging
+
+    from huggingface_hub import constants
+
+    from srmodel.hub import load_enhancer, push_folder
+
+    push_folder(model_folder, "alice/secret", private=True)
+    sha = fake_hub.repos["alice/secret"].branches["main"]
+    with caplog.at_level(logging.WARNING, logger="srmodel.hub"):
+        assert load_enhancer("alice/secret").info["revision"] == sha  # alice's token: fills the cache
+        assert not caplog.records
+        point_hf_at(monkeypatch, hub_server, Path(constants.HF_HOME), token=OTHER_TOKEN)  # bob may not read it
+        assert load_enhancer("alice/secret").info["revision"] == sha
+    (record,) = caplog.records
+    assert "The Hub refused the request for alice/secret (HTTP 40" in record.getMessage()
+    assert f"using the copy in the local cache (commit {sha[:12]})" in record.getMessage()
+
+
 # offline ------------------------------------------------------------------------------------------
 
 
