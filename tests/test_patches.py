@@ -141,3 +141,51 @@ def test_finetune_names_a_folder_without_images(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "error: --data: no images found" in done.stderr
+
+
+def _finetune_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_tool", ROOT / "tools" / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_finetune_checks_its_options_by_train_pys_rules_before_any_work(tmp_path, capsys):
+    finetune = _finetune_module()
+    init = str(ROOT / "srmodel" / "bundled" / "default" / "model.keras")
+    base = ["--init", init, "--data", str(tmp_path), "--minutes", "1"]
+    cases = [
+        (["--patch-size", "0"], "--patch-size must be >= 8"),
+        (["--min-scale", "5"], "--min-scale must be in (0, 1]"),
+        (["--percent-range", "60", "20"], "--percent-range LOW HIGH needs 0 < LOW <= HIGH <= 100"),
+        (["--val-split", "1.5"], "--val-split must be in (0, 1)"),
+        # An existing folder with files, --init's own above all, would be overwritten in place.
+        (["--out", str(Path(init).parent)], "--out must be a new or empty folder"),
+    ]
+    for extra, message in cases:
+        argv = [*base, "--out", str(tmp_path / "new"), *extra] if "--out" not in extra else [*base, *extra]
+        with pytest.raises(SystemExit) as stop:
+            finetune.parse_args(argv)
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err, extra
+    assert finetune.parse_args([*base, "--out", str(tmp_path / "new")]).patch_size == 80
+
+
+class _BrokenSampler:
+    def batch(self, size, rng):
+        raise ValueError("Expected a non-empty image")
+
+
+def test_finetune_batches_stop_with_an_error_when_every_worker_died():
+    """A worker's exception used to leave the fit waiting on the queue for ever (a lent GPU's minutes with it)."""
+    finetune = _finetune_module()
+    from srmodel.errors import SRModelError
+
+    stream = finetune.BatchStream(_BrokenSampler(), batch_size=2, workers=2, seed=0, poll_s=0.5)
+    try:
+        with pytest.raises(SRModelError, match="every patch worker died"):
+            next(iter(stream))
+    finally:
+        stream.close()

@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from srmodel.errors import SRModelError  # noqa: E402
 from srmodel.folder import atomic_save_model, atomic_write_json  # noqa: E402
 from srmodel.patches import PatchSampler, load_images  # noqa: E402
 from srmodel.training import TrainSettings, prepare_data  # noqa: E402
@@ -60,14 +61,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("minutes", "batch_size", "workers", "probe_steps", "steps_per_epoch"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive. Received: {getattr(args, name)}")
+    try:  # the options train.py shares are checked by train.py's own rules, before any image is decoded
+        train_settings(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"--out must be a new or empty folder (this script overwrites what it writes there, and "
+                     f"--init's own folder least of all). Received: {args.out!r}")
     return args
 
 
 def train_settings(args: argparse.Namespace) -> TrainSettings:
-    """train.py's settings for these arguments, so the split and the seeds follow train.py's rules."""
+    """train.py's settings for these arguments, so the split, the seeds and the checks follow train.py's rules."""
     return TrainSettings(
         data=args.data, out=args.out, exclude=args.exclude, balance=args.balance, seed=args.seed,
-        sample_seed=args.sample_seed, val_split=args.val_split,
+        sample_seed=args.sample_seed, val_split=args.val_split, batch_size=args.batch_size,
+        patch_size=args.patch_size, learning_rate=args.learning_rate, min_scale=args.min_scale,
+        percent_range=tuple(args.percent_range),
     )
 
 
@@ -101,8 +112,11 @@ class BatchStream:
     on the lent GPU a `multiprocessing.Pool.terminate()` hung for minutes after the last epoch.
     """
 
-    def __init__(self, sampler: PatchSampler, batch_size: int, workers: int, seed: int, depth: int = 48):
+    def __init__(self, sampler: PatchSampler, batch_size: int, workers: int, seed: int, depth: int = 48,
+                 poll_s: float = 10.0):
         import multiprocessing
+
+        self._poll_s = poll_s
 
         context = multiprocessing.get_context("fork")  # the decoded images are shared copy-on-write
         self._batches = context.Queue(maxsize=depth)
@@ -115,8 +129,15 @@ class BatchStream:
             worker.start()
 
     def __iter__(self):
+        import queue
+
         while True:
-            yield self._batches.get()
+            try:
+                yield self._batches.get(timeout=self._poll_s)
+            except queue.Empty:  # slow workers, or dead ones: waiting on those would hang the run for good
+                if not any(worker.is_alive() for worker in self._workers):
+                    codes = sorted({worker.exitcode for worker in self._workers})
+                    raise SRModelError(f"every patch worker died (exit codes {codes}); its error is above") from None
 
     def close(self) -> None:
         for worker in self._workers:
@@ -141,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     from srmodel.losses import charbonnier
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     groups = training_groups(args)
     images = [load_images(group) for group in groups]
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run stopped by bad data leaves no empty folder behind
     print(f"Backend {keras.backend.backend()}; images per source: {[len(g) for g in images]} "
           f"(decoded in {time.time() - started:.0f} s)", flush=True)
     sampler = PatchSampler(images, patch_size=args.patch_size, percent_range=tuple(args.percent_range),
@@ -211,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from srmodel.errors import SRModelError
-
     try:
         raise SystemExit(main())
     except SRModelError as exc:  # bad --data and the like: a message, not a traceback
