@@ -57,6 +57,17 @@ def check_data_root(data_root: Path) -> Path:
     return root
 
 
+def run_main(main: Callable[[], int | None]) -> int | None:
+    """Runs a script's main: srmodel's own errors (a folder that is not a model, say) as one line, not a traceback."""
+    from srmodel.errors import SRModelError
+
+    try:
+        return main()
+    except SRModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def parse_model_specs(specs: list[str] | None) -> list[tuple[str, Path]]:
     """Parses repeated `--model NAME=FOLDER` options; the bundled models when none is given."""
     if not specs:

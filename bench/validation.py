@@ -34,6 +34,9 @@ def validation_files(run: Path) -> tuple[dict[str, list[Path]], dict]:
         val_split, seed = training["val_split"], training["seed"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         sys.exit(f"error: --run needs a finished training folder with a config.json. Received: {run} ({exc})")
+    if val_split is None:  # tools/finetune.py --no-split: it trained on whole folders and held nothing out
+        sys.exit(f"error: --run {run} held out no validation split (its config.json records val_split null, as "
+                 "tools/finetune.py --no-split writes); pass --run the train.py run whose split it kept")
     missing = [root for root in roots if not Path(root).is_dir()]
     if missing:
         sys.exit(f"error: the run's --data folders are not here: {missing}. Run from where training ran.")
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the unrounded means here (selection rules can be finer than the table's 0.01 dB)")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1. Received: {args.limit}")
+    if any(not 0 < p <= 100 for p in args.percents):
+        parser.error(f"--percents must be in (0, 100]. Received: {' '.join(f'{p:g}' for p in args.percents)}")
+    args.percents = list(dict.fromkeys(args.percents))  # a repeated percent would count its images twice
     groups, training = validation_files(args.run)
     if args.source:  # before the models load: a typo fails in seconds
         groups = {root: paths for root, paths in groups.items() if any(text in root for text in args.source)}
@@ -90,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run_main(main))

@@ -257,3 +257,65 @@ def test_a_mistyped_model_folder_stops_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match=r"--model mine: no model.keras in .*nope"):
         common.parse_model_specs([f"mine={tmp_path / 'nope'}"])
     assert common.parse_model_specs([f"ok={write_tiny_model(tmp_path / 'ok')}"]) == [("ok", tmp_path / "ok")]
+
+
+def _run_failing(name: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO_ROOT / "bench" / name), *args]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def _validation_run(tmp_path: Path, val_split: float | None) -> Path:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    run = tmp_path / f"run-{val_split}"
+    run.mkdir()
+    training = {"data": [str(photos)], "exclude": None, "val_split": val_split, "seed": 0}
+    (run / "config.json").write_text(json.dumps({"training": training}), encoding="utf-8")
+    return run
+
+
+def test_bench_scripts_name_a_folder_that_is_not_a_model_in_one_line(tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_model / "config.json").read_text(), encoding="utf-8")
+    (broken / "model.keras").write_bytes(b"not a keras file")
+    run = _validation_run(tmp_path, 0.5)
+    for script, args in [
+        ("validation.py", ["--run", str(run), "--model", f"b={broken}"]),
+        ("quality.py", ["--images", f"mine={run.parent / 'photos'}", "--model", f"b={broken}", "--no-peers"]),
+        ("arithmetic.py", ["--model", f"b={broken}", "--matmul-size", "64", "--repeats", "1"]),
+    ]:
+        proc = _run_failing(script, *args)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: "), script
+        assert str(broken) in proc.stderr, script
+
+
+def test_validation_refuses_a_run_without_a_split_and_bad_options(tiny_model, tmp_path):
+    no_split = _validation_run(tmp_path, None)  # as tools/finetune.py --no-split records it
+    proc = _run_failing("validation.py", "--run", str(no_split), "--model", f"t={tiny_model}")
+    assert "held out no validation split" in proc.stderr
+    run = _validation_run(tmp_path, 0.5)
+    for args, message in [(["--percents", "0"], "--percents must be in (0, 100]"),
+                          (["--limit", "0"], "--limit must be >= 1")]:
+        proc = _run_failing("validation.py", "--run", str(run), "--model", f"t={tiny_model}", *args)
+        assert proc.returncode == 2 and message in proc.stderr
+    stdout = run_script("validation.py", "--run", str(run), "--model", f"t={tiny_model}", "--percents", "40", "40")
+    assert len([line for line in stdout.splitlines() if line.startswith(f"| {tmp_path}")]) == 1
+
+
+def test_quality_skips_lfw_with_a_note_when_the_data_has_no_faces(tmp_path):
+    from PIL import Image
+
+    set5 = tmp_path / "data" / "benchmarks" / "Set5"
+    set5.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(set5 / "a.png")
+    stdout = run_script("quality.py", "--data-root", str(tmp_path / "data"), "--sets", "set5", "lfw80", "--no-models",
+                        "--no-peers", "--percents", "40", "40")
+    assert "| Set5 | 40 | 1 |" in stdout and stdout.count("| Set5 |") == 1
+    assert "Note: set 'lfw80' skipped: no images under" in stdout
