@@ -46,15 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="draw other patches than --seed would, keeping its split: for a fine-tune that continues "
                              "one of the same --seed")
     parser.add_argument("--minutes", type=float, required=True, help="time for the fit itself")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--patch-size", type=int, default=80)
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--min-scale", type=float, default=1.0)
-    parser.add_argument("--percent-range", type=float, nargs=2, default=(20.0, 60.0))
+    parser.add_argument("--batch-size", type=int, default=64, help="patches per step (default 64)")
+    parser.add_argument("--patch-size", type=int, default=80, help="training crop size in pixels (default 80)")
+    parser.add_argument("--learning-rate", type=float, default=2e-4,
+                        help="Adam's peak rate, cosine-decayed to the end of --minutes (default 2e-4)")
+    parser.add_argument("--min-scale", type=float, default=1.0,
+                        help="random downscale of source images before cropping, as train.py's (default 1: off)")
+    parser.add_argument("--percent-range", type=float, nargs=2, default=(20.0, 60.0), metavar=("LOW", "HIGH"),
+                        help="pixelation percent drawn per patch (default 20 60)")
     parser.add_argument("--workers", type=int, default=12, help="processes drawing patches")
     parser.add_argument("--probe-steps", type=int, default=300, help="steps timed before the fit is planned")
     parser.add_argument("--steps-per-epoch", type=int, default=200, help="steps between saved copies")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="a new or empty folder for the fine-tuned model")
     args = parser.parse_args(argv)
     if not Path(args.init).is_file():
         parser.error(f"--init: no such model file. Received: {args.init!r}")
