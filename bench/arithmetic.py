@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed products per precision (median is reported)")
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "arithmetic.json", help="JSON output path")
     args = parser.parse_args(argv)
+    common.check_json_path(parser, args.json)
     if args.matmul_size < 1 or args.repeats < 1:
         parser.error(f"--matmul-size and --repeats must be >= 1. Received: {args.matmul_size}, {args.repeats}")
     return args

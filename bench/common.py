@@ -57,6 +57,22 @@ def check_data_root(data_root: Path) -> Path:
     return root
 
 
+def check_json_path(parser: argparse.ArgumentParser, path: Path | None) -> None:
+    """Refuses a --json path that cannot be written, before the run rather than after it (its table is minutes away)."""
+    if path is None:
+        return
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    problem = None
+    if path.is_dir():
+        problem = "it is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is a file, not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "permission denied"
+    if problem:
+        parser.error(f"--json {path}: cannot be written ({problem})")
+
+
 def run_main(main: Callable[[], int | None]) -> int | None:
     """Runs a script's main: srmodel's own errors (a folder that is not a model, say) as one line, not a traceback."""
     from srmodel.errors import SRModelError

@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("limit", "calibration", "size", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1. Received: {getattr(args, name)}")
+    if not 0 < args.percent <= 100:
+        parser.error(f"--percent must be in (0, 100]. Received: {args.percent:g}")
     return args
 
 

@@ -399,6 +399,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also write a picture of crops (e.g. docs/comparison.png)")
     parser.add_argument("--samples-percent", type=float, default=40.0, help="pixelation of the sample picture")
     args = parser.parse_args(argv)
+    common.check_json_path(parser, args.json)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     if any(not 0 < p <= 100 for p in args.percents):

@@ -212,8 +212,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=common.RESULTS_DIR / "speed.json", help="JSON output path")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    common.check_json_path(parser, args.json)
     if min(args.sizes) < 1 or args.repeats < 1:
         parser.error("--sizes and --repeats must be >= 1")
+    if not args.budget_s > 0:
+        parser.error(f"--budget-s must be > 0 seconds. Received: {args.budget_s:g}")
     return args
 
 

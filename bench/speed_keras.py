@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per cell (median is reported)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    common.check_json_path(parser, args.json)
     if args.repeats < 1 or any(size < 1 for size in args.sizes):
         parser.error(f"--repeats and --sizes must be positive. Received: {args.repeats}, {args.sizes}")
     models = model_files(args.model)

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the unrounded means here (selection rules can be finer than the table's 0.01 dB)")
     args = parser.parse_args(argv)
+    common.check_json_path(parser, args.json)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1. Received: {args.limit}")
     if any(not 0 < p <= 100 for p in args.percents):

@@ -319,3 +319,18 @@ def test_quality_skips_lfw_with_a_note_when_the_data_has_no_faces(tmp_path):
                         "--no-peers", "--percents", "40", "40")
     assert "| Set5 | 40 | 1 |" in stdout and stdout.count("| Set5 |") == 1
     assert "Note: set 'lfw80' skipped: no images under" in stdout
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for script, extra in [("quality.py", ["--no-models", "--no-peers", "--sets", "set5"]),
+                          ("speed.py", ["--no-models", "--no-peers"]),
+                          ("arithmetic.py", []),
+                          ("validation.py", ["--run", str(tmp_path), "--model", "x=y"])]:
+        proc = _run_failing(script, *extra, "--json", str(blocker / "out.json"))
+        assert proc.returncode == 2 and f"--json {blocker / 'out.json'}: cannot be written ({blocker} is a file" in proc.stderr
+    proc = _run_failing("speed.py", "--budget-s", "-1")
+    assert "--budget-s must be > 0 seconds" in proc.stderr
+    proc = _run_failing("int8_probe.py", "--percent", "0")
+    assert "--percent must be in (0, 100]" in proc.stderr
