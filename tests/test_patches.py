@@ -173,19 +173,33 @@ def test_finetune_checks_its_options_by_train_pys_rules_before_any_work(tmp_path
     assert finetune.parse_args([*base, "--out", str(tmp_path / "new")]).patch_size == 80
 
 
-class _BrokenSampler:
+def test_finetune_batches_stop_with_an_error_when_every_worker_died(tmp_path):
+    """A worker's exception used to leave the fit waiting on the queue for ever (a lent GPU's minutes with it).
+
+    Run as the tool runs, in its own process on the JAX backend: forking this test process, which has TensorFlow's
+    threads running, could deadlock the workers before they fail.
+    """
+    pytest.importorskip("jax", reason="the JAX backend is installed by requirements-dev.txt")
+    probe = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("finetune_tool", {str(ROOT / "tools" / "finetune.py")!r})
+finetune = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(finetune)
+from srmodel.errors import SRModelError
+
+class Broken:
     def batch(self, size, rng):
         raise ValueError("Expected a non-empty image")
 
-
-def test_finetune_batches_stop_with_an_error_when_every_worker_died():
-    """A worker's exception used to leave the fit waiting on the queue for ever (a lent GPU's minutes with it)."""
-    finetune = _finetune_module()
-    from srmodel.errors import SRModelError
-
-    stream = finetune.BatchStream(_BrokenSampler(), batch_size=2, workers=2, seed=0, poll_s=0.5)
-    try:
-        with pytest.raises(SRModelError, match="every patch worker died"):
-            next(iter(stream))
-    finally:
-        stream.close()
+stream = finetune.BatchStream(Broken(), batch_size=2, workers=2, seed=0, poll_s=0.5)
+try:
+    next(iter(stream))
+except SRModelError as exc:
+    print("RAISED", exc)
+finally:
+    stream.close()
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert "RAISED every patch worker died" in done.stdout, done.stderr[-3000:]
