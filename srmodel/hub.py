@@ -303,10 +303,10 @@ def _upload_source(path: Path, repo_id: str, config: dict, metrics: dict, revisi
     """
     public = public_config(config)
     if path.name == "README.md":
-        from srmodel.modelcard import render_model_card
+        from srmodel.modelcard import is_rendered_card, render_model_card
 
         text = path.read_text(encoding="utf-8")
-        if text == render_model_card(config, metrics):
+        if is_rendered_card(text, config, metrics):
             return render_model_card(public, metrics, repo_id, revision).encode("utf-8")
         if PLACEHOLDER_REPO in text:
             return text.replace(PLACEHOLDER_REPO, repo_id).encode("utf-8")

@@ -184,6 +184,14 @@ The srmodel code that trained this model is MIT-licensed. The weights were learn
 """
 
 
+def is_rendered_card(text: str, config: dict, metrics: dict) -> bool:
+    """Whether `text` is the card srmodel renders for this config and metrics, i.e. not edited by hand.
+
+    A push re-renders such a card for its repo and an export for its new results; an edited one is the user's.
+    """
+    return text == render_model_card(config, metrics)
+
+
 def _validation_line(config: dict, images: Any, trained_on: str) -> str:
     training = config.get("training") or {}
     if training.get("validation_held_out") is False:  # a single image serves both sides

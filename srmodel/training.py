@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srmodel.errors import DataError, SRModelError
+from srmodel.errors import DataError, ModelLoadError, SRModelError
 
 if TYPE_CHECKING:  # imported for real only once _configure_tensorflow has set threads and precision
     import keras
@@ -527,15 +527,13 @@ def _card_edited_by_hand(out: Path) -> bool:
 
     A --resume exports again, and a card the user edited (to publish it, say) must not be overwritten unasked.
     """
-    from srmodel.folder import CARD_FILE, CONFIG_FILE, METRICS_FILE
-    from srmodel.modelcard import render_model_card
+    from srmodel.folder import CARD_FILE, CONFIG_FILE, METRICS_FILE, read_json
+    from srmodel.modelcard import is_rendered_card
 
     try:
         card = (out / CARD_FILE).read_text(encoding="utf-8")
-        config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
-        metrics = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
-        return card != render_model_card(config, metrics)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return not is_rendered_card(card, read_json(out / CONFIG_FILE), read_json(out / METRICS_FILE))
+    except (OSError, ModelLoadError, ValueError, TypeError, KeyError, AttributeError):
         return False  # no card yet, or no record of what it was rendered from: write one
 
 
