@@ -73,6 +73,13 @@ def check_json_path(parser: argparse.ArgumentParser, path: Path | None) -> None:
         parser.error(f"--json {path}: cannot be written ({problem})")
 
 
+def checked_percents(parser: argparse.ArgumentParser, percents: list[float]) -> list[float]:
+    """--percents, each in (0, 100] and each once: a repeated percent would count its images twice."""
+    if any(not 0 < p <= 100 for p in percents):
+        parser.error(f"--percents must be in (0, 100]. Received: {' '.join(f'{p:g}' for p in percents)}")
+    return list(dict.fromkeys(percents))
+
+
 def run_main(main: Callable[[], int | None]) -> int | None:
     """Runs a script's main: srmodel's own errors (a folder that is not a model, say) as one line, not a traceback."""
     from srmodel.errors import SRModelError

@@ -402,11 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.check_json_path(parser, args.json)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
-    if any(not 0 < p <= 100 for p in args.percents):
-        parser.error("--percents must be in (0, 100]")
+    args.percents = common.checked_percents(parser, args.percents)
     if not 0 < args.samples_percent <= 100:
         parser.error(f"--samples-percent must be in (0, 100]. Received: {args.samples_percent:g}")
-    args.percents = list(dict.fromkeys(args.percents))  # a repeated percent would count its images twice
     args.folders = [parse_folder_spec(parser, spec) for spec in args.images]
     names = [name for name, _ in args.folders]
     if len(set(names)) < len(names):

@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     common.check_json_path(parser, args.json)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1. Received: {args.limit}")
-    if any(not 0 < p <= 100 for p in args.percents):
-        parser.error(f"--percents must be in (0, 100]. Received: {' '.join(f'{p:g}' for p in args.percents)}")
-    args.percents = list(dict.fromkeys(args.percents))  # a repeated percent would count its images twice
+    args.percents = common.checked_percents(parser, args.percents)
     groups, training = validation_files(args.run)
     if args.source:  # before the models load: a typo fails in seconds
         groups = {root: paths for root, paths in groups.items() if any(text in root for text in args.source)}
